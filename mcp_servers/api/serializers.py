@@ -1,0 +1,109 @@
+"""Input parsing and output rendering for the public API; the camelCase contract is spelled out here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rest_framework import serializers
+
+from core.exceptions import ValidationError
+from mcp_servers.models import McpServer, McpTool
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string and nothing else (DRF's CharField would turn 42 into "42")."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        kwargs.setdefault("allow_blank", True)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON boolean and nothing else (DRF's BooleanField would accept "yes" and 1)."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class HeaderInputSerializer(serializers.Serializer):
+    key = StrictCharField()
+    value = StrictCharField()
+
+
+class McpServerCreateInputSerializer(serializers.Serializer):
+    displayName = StrictCharField()
+    serverUrl = StrictCharField()
+    headers = HeaderInputSerializer(many=True, required=False, default=list)
+    everyoneInOrganizationCanAccess = StrictBooleanField(required=False, default=True)
+
+
+def _first_error(errors: Any, path: str = "") -> tuple[str, str]:
+    if isinstance(errors, dict):
+        key, value = next(iter(errors.items()))
+        if key in ("non_field_errors", "__all__"):
+            return _first_error(value, path)
+        return _first_error(value, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key)
+    if isinstance(errors, list):
+        for index, item in enumerate(errors):
+            if item:
+                nested = isinstance(item, dict) or (isinstance(item, list) and item and not isinstance(item[0], str))
+                return _first_error(item, f"{path}[{index}]" if nested else path)
+    return path, str(errors)
+
+
+def validated_input(serializer: serializers.Serializer) -> dict[str, Any]:
+    """The serializer's validated data, or a ValidationError naming the first bad field."""
+    if not isinstance(serializer.initial_data, dict):
+        raise ValidationError("body", "must be a JSON object.")
+    if serializer.is_valid():
+        return dict(serializer.validated_data)
+    field, message = _first_error(serializer.errors)
+    raise ValidationError(field or "body", message)
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def tool_output(tool: McpTool) -> dict[str, Any]:
+    return {
+        "id": str(tool.id),
+        "name": tool.name,
+        "description": tool.description,
+        "readOnlyHint": tool.read_only_hint,
+        "accessMode": tool.access_mode,
+        "foundInServer": tool.found_in_server,
+    }
+
+
+def mcp_server_output(server: McpServer) -> dict[str, Any]:
+    """The contract's server object. `tools` must have been prefetched (see selectors)."""
+    return {
+        "id": str(server.id),
+        "displayName": server.display_name,
+        "serverUrl": server.server_url,
+        "serverLabel": server.server_label,
+        "transportType": server.transport_type,
+        "setupState": server.setup_state,
+        "lastSyncStatus": server.last_sync_status,
+        "lastSyncAttemptAt": _timestamp(server.last_sync_attempt_at),
+        "lastSuccessfulSyncAt": _timestamp(server.last_successful_sync_at),
+        "hasCompletedFirstSync": server.has_completed_first_sync,
+        "syncErrorMessage": server.sync_error_message,
+        "tools": [tool_output(tool) for tool in server.tools.all()],
+        "createdAt": _timestamp(server.created_at),
+        "updatedAt": _timestamp(server.updated_at),
+        "authUrl": server.auth_url,
+        "requiresAuth": server.requires_auth,
+    }

@@ -1,0 +1,40 @@
+"""`serverLabel`: a stable, model-facing prefix for tool names, derived from the display name.
+
+Lower-case letters, digits and underscores, starting with a letter, at most 24 characters, so that
+`<label>__<tool>` leaves 38 characters of the 64 that model APIs allow for a tool name.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Collection
+
+from mcp_servers.models import SERVER_LABEL_MAX_LENGTH
+
+_NON_LABEL = re.compile(r"[^a-z0-9]+")
+
+
+def label_base(display_name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", display_name).encode("ascii", "ignore").decode("ascii")
+    base = _NON_LABEL.sub("_", ascii_name.lower()).strip("_")
+    if not base or not base[0].isalpha():
+        base = f"mcp_{base}".rstrip("_")
+    return base[:SERVER_LABEL_MAX_LENGTH].rstrip("_")
+
+
+def label_candidates(display_name: str) -> list[str]:
+    """The base, then `<base>_2`, `<base>_3`, ... each trimmed to fit the length bound."""
+    base = label_base(display_name)
+    candidates = [base]
+    for n in range(2, 1000):
+        suffix = f"_{n}"
+        candidates.append(base[: SERVER_LABEL_MAX_LENGTH - len(suffix)].rstrip("_") + suffix)
+    return candidates
+
+
+def first_free_label(display_name: str, taken: Collection[str]) -> str:
+    for candidate in label_candidates(display_name):
+        if candidate not in taken:
+            return candidate
+    raise RuntimeError("no free server label")  # 999 servers with one display name

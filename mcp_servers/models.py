@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from fernet_fields import EncryptedTextField
+
+from core.ids import new_id
+from organizations.models import Organization
+
+SERVER_LABEL_MAX_LENGTH = 24
+
+
+class TransportType(models.TextChoices):
+    STREAMABLE_HTTP = "STREAMABLE_HTTP"
+    SSE = "SSE"
+
+
+class SetupState(models.TextChoices):
+    INCOMPLETE = "INCOMPLETE"
+    CONNECTED = "CONNECTED"
+    BROKEN = "BROKEN"
+
+
+class SyncStatus(models.TextChoices):
+    PENDING = "PENDING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    NEVER_SYNCED = "NEVER_SYNCED"
+
+
+class AccessMode(models.TextChoices):
+    ALWAYS_ALLOW = "ALWAYS_ALLOW"
+    NEEDS_APPROVAL = "NEEDS_APPROVAL"
+    BLOCKED = "BLOCKED"
+
+
+class McpServer(models.Model):
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="mcp_servers")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    display_name = models.CharField(max_length=120)
+    server_url = models.CharField(max_length=2000)
+    # Derived from the display name at create and never changed: model-facing tool names start with it.
+    server_label = models.CharField(max_length=SERVER_LABEL_MAX_LENGTH, editable=False)
+    everyone_in_organization_can_access = models.BooleanField(default=True)
+    transport_type = models.CharField(max_length=16, choices=TransportType.choices, null=True, blank=True)
+    setup_state = models.CharField(max_length=16, choices=SetupState.choices, default=SetupState.INCOMPLETE)
+    last_sync_status = models.CharField(max_length=16, choices=SyncStatus.choices, default=SyncStatus.NEVER_SYNCED)
+    last_sync_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_successful_sync_at = models.DateTimeField(null=True, blank=True)
+    has_completed_first_sync = models.BooleanField(default=False)
+    sync_error_message = models.TextField(null=True, blank=True)
+    auth_url = models.TextField(null=True, blank=True)
+    requires_auth = models.BooleanField(default=False)
+    # A sync holds a lease (token + expiry) on its server; the final write is fenced by the token,
+    # so two deliveries of one sync never both write, and a crashed worker's lease simply expires.
+    sync_lease_token = models.UUIDField(null=True, blank=True, editable=False)
+    sync_lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "server_label"], name="unique_server_label_per_org"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_name} ({self.server_label})"
+
+
+class McpServerHeader(models.Model):
+    """One static header sent on every request to the server. The value is encrypted and write-only."""
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="headers")
+    key = models.CharField(max_length=256)
+    key_normalized = models.CharField(max_length=256, editable=False)
+    value = EncryptedTextField()
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["server", "key_normalized"], name="unique_header_key_per_server"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class McpTool(models.Model):
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False)
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="tools")
+    name = models.CharField(max_length=512)
+    title = models.TextField(null=True, blank=True)
+    description = models.TextField(null=True, blank=True)
+    input_schema = models.JSONField(default=dict)
+    output_schema = models.JSONField(null=True, blank=True)
+    annotations = models.JSONField(default=dict)
+    read_only_hint = models.BooleanField(null=True, blank=True)
+    access_mode = models.CharField(max_length=16, choices=AccessMode.choices, default=AccessMode.NEEDS_APPROVAL)
+    found_in_server = models.BooleanField(default=True)
+    # SHA-256 of the tool's definition as last synced, and as it stood when its access mode was last
+    # decided (by default at first sight, or by an admin). They differ when the server changed it since.
+    definition_hash = models.CharField(max_length=64)
+    reviewed_definition_hash = models.CharField(max_length=64)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["server", "name"], name="unique_tool_name_per_server")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def definition_changed_since_review(self) -> bool:
+        return self.definition_hash != self.reviewed_definition_hash

@@ -1,0 +1,345 @@
+"""Writes to MCP servers and their tools. The API, the admin, commands and tasks all come through here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from core.ids import new_id
+from mcp_servers import client
+from mcp_servers.labels import first_free_label, label_base
+from mcp_servers.models import AccessMode, McpServer, McpServerHeader, McpTool, SetupState, SyncStatus
+from mcp_servers.validation import HeaderInput, validate_display_name, validate_headers, validate_server_url
+from organizations.models import Organization
+from organizations.services import organization_start_trial
+
+logger = logging.getLogger(__name__)
+
+_LABEL_ATTEMPTS = 5
+# A lease outlives the longest sync it covers, and stays well under the broker's visibility timeout
+# so that a redelivered message (after a worker died holding the lease) finds it expired.
+_LEASE_MARGIN = timedelta(seconds=15)
+AUTH_REQUIRED_MESSAGE = "The server requires OAuth authorization before its tools can be synced."
+INTERNAL_ERROR_MESSAGE = "The sync stopped on an internal error; it will be retried on the next sync."
+
+
+def mcp_server_create(
+    *,
+    organization: Organization,
+    created_by: User | None,
+    display_name: str,
+    server_url: str,
+    headers: Sequence[HeaderInput] = (),
+    everyone_in_organization_can_access: bool = True,
+) -> McpServer:
+    """Validate, insert the server and its encrypted headers, start the trial, and queue the first sync.
+
+    All or nothing: a failure leaves no row behind. The sync is queued after commit with the id only.
+    """
+    name = validate_display_name(display_name)
+    checked = validate_server_url(server_url)
+    clean_headers = validate_headers(headers)
+
+    base = label_base(name)
+    taken = set(
+        McpServer.objects.filter(organization=organization, server_label__startswith=base[:16]).values_list(
+            "server_label", flat=True
+        )
+    )
+    for _ in range(_LABEL_ATTEMPTS):
+        label = first_free_label(name, taken)
+        try:
+            with transaction.atomic():
+                server = McpServer.objects.create(
+                    organization=organization,
+                    created_by=created_by,
+                    display_name=name,
+                    server_url=checked.url,
+                    server_label=label,
+                    everyone_in_organization_can_access=everyone_in_organization_can_access,
+                    setup_state=SetupState.INCOMPLETE,
+                    last_sync_status=SyncStatus.PENDING,
+                )
+                McpServerHeader.objects.bulk_create(
+                    McpServerHeader(server=server, key=h.key, key_normalized=h.key.lower(), value=h.value, position=i)
+                    for i, h in enumerate(clean_headers)
+                )
+                organization_start_trial(organization_id=organization.pk)
+                _queue_sync_on_commit(server.pk)
+        except IntegrityError:
+            # Another create took the label between our read and our insert; try the next one.
+            if not McpServer.objects.filter(organization=organization, server_label=label).exists():
+                raise
+            taken.add(label)
+            continue
+        logger.info("mcp server created", extra={"server_id": str(server.pk), "organization_id": str(organization.pk)})
+        return server
+    raise IntegrityError("Could not allocate a unique server label.")
+
+
+def _queue_sync_on_commit(server_id: uuid.UUID) -> None:
+    from mcp_servers.tasks import sync_server_tools  # tasks import services
+
+    transaction.on_commit(lambda: sync_server_tools.delay(str(server_id)))
+
+
+# --- Tool sync ---------------------------------------------------------------------------------------
+
+
+class SyncOutcome(StrEnum):
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    AUTH_REQUIRED = "AUTH_REQUIRED"
+    SKIPPED = "SKIPPED"  # the server is gone, or another sync of it holds the lease
+
+
+class SyncRetryable(Exception):
+    """A transient failure on an attempt that is not the last one: the task retries with backoff."""
+
+
+@dataclass(frozen=True)
+class _Lease:
+    server_id: uuid.UUID
+    token: uuid.UUID
+
+
+def sync_limits() -> client.SyncLimits:
+    return client.SyncLimits(
+        total_seconds=settings.MCP_SYNC_TOTAL_SECONDS,
+        connect_seconds=settings.MCP_SYNC_CONNECT_SECONDS,
+        read_seconds=settings.MCP_SYNC_READ_SECONDS,
+        max_pages=settings.MCP_SYNC_MAX_PAGES,
+        max_tools=settings.MCP_SYNC_MAX_TOOLS,
+        max_response_bytes=settings.MCP_SYNC_MAX_RESPONSE_BYTES,
+    )
+
+
+def _lease_acquire(server_id: uuid.UUID, limits: client.SyncLimits, now: datetime) -> _Lease | None:
+    token = uuid.uuid4()
+    acquired = McpServer.objects.filter(
+        Q(sync_lease_expires_at__isnull=True) | Q(sync_lease_expires_at__lt=now), pk=server_id
+    ).update(
+        sync_lease_token=token,
+        sync_lease_expires_at=now + timedelta(seconds=limits.total_seconds) + _LEASE_MARGIN,
+        last_sync_attempt_at=now,
+        updated_at=now,
+    )
+    return _Lease(server_id=server_id, token=token) if acquired else None
+
+
+def _lease_release(lease: _Lease) -> None:
+    McpServer.objects.filter(pk=lease.server_id, sync_lease_token=lease.token).update(
+        sync_lease_token=None, sync_lease_expires_at=None
+    )
+
+
+def _fenced_update(lease: _Lease, **fields: Any) -> bool:
+    """Write the sync's outcome only while this sync still holds the lease, and release it."""
+    return bool(
+        McpServer.objects.filter(pk=lease.server_id, sync_lease_token=lease.token).update(
+            sync_lease_token=None, sync_lease_expires_at=None, updated_at=timezone.now(), **fields
+        )
+    )
+
+
+def mcp_server_sync(*, server_id: uuid.UUID | str, final_attempt: bool = True) -> SyncOutcome:
+    """Connect to the server, list its tools and record the outcome on the row. Safe to run twice.
+
+    A transient failure on an attempt that is not the last raises SyncRetryable (the row stays PENDING);
+    every other outcome is written to the row.
+    """
+    limits = sync_limits()
+    server = McpServer.objects.filter(pk=server_id).only("id", "server_url", "transport_type").first()
+    if server is None:
+        return SyncOutcome.SKIPPED
+    lease = _lease_acquire(server.pk, limits, timezone.now())
+    if lease is None:
+        logger.info("mcp sync skipped: another sync holds the lease", extra={"server_id": str(server.pk)})
+        return SyncOutcome.SKIPPED
+    try:
+        headers = dict(McpServerHeader.objects.filter(server_id=server.pk).values_list("key", "value"))
+        listing = client.list_remote_tools(
+            server.server_url,
+            headers,
+            preferred_transport=server.transport_type,  # type: ignore[arg-type]
+            limits=limits,
+        )
+    except client.McpAuthRequired:
+        _fenced_update(
+            lease,
+            setup_state=SetupState.INCOMPLETE,
+            last_sync_status=SyncStatus.FAILED,
+            sync_error_message=AUTH_REQUIRED_MESSAGE,
+            requires_auth=True,
+        )
+        return SyncOutcome.AUTH_REQUIRED
+    except client.McpClientError as exc:
+        if exc.transient and not final_attempt:
+            _lease_release(lease)
+            raise SyncRetryable(str(exc)) from None
+        _record_failure(lease, str(exc))
+        return SyncOutcome.FAILED
+    except BaseException:
+        # A bug or a time limit: record it plainly (the traceback goes to the log, not the row).
+        logger.exception("mcp sync failed unexpectedly", extra={"server_id": str(server.pk)})
+        _record_failure(lease, INTERNAL_ERROR_MESSAGE)
+        raise
+    try:
+        _record_success(lease, listing)
+    except Exception:
+        logger.exception("mcp sync could not record its result", extra={"server_id": str(server.pk)})
+        _record_failure(lease, INTERNAL_ERROR_MESSAGE)
+        raise
+    return SyncOutcome.SUCCESS
+
+
+def _record_failure(lease: _Lease, message: str) -> None:
+    _fenced_update(lease, setup_state=SetupState.BROKEN, last_sync_status=SyncStatus.FAILED, sync_error_message=message)
+
+
+def _record_success(lease: _Lease, listing: client.ToolListing) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        written = _fenced_update(
+            lease,
+            transport_type=listing.transport,
+            setup_state=SetupState.CONNECTED,
+            last_sync_status=SyncStatus.SUCCESS,
+            last_successful_sync_at=now,
+            has_completed_first_sync=True,
+            sync_error_message=None,
+            requires_auth=False,
+            auth_url=None,
+        )
+        if not written:
+            logger.warning("mcp sync lost its lease; its result is dropped", extra={"server_id": str(lease.server_id)})
+            return
+        _tools_upsert(lease.server_id, listing.tools, now)
+
+
+def definition_hash(tool: client.RemoteTool) -> str:
+    """SHA-256 of what the tool means to a model; a change after review withdraws ALWAYS_ALLOW."""
+    definition = {
+        "title": tool.title,
+        "description": tool.description,
+        "inputSchema": tool.input_schema,
+        "outputSchema": tool.output_schema,
+        "annotations": tool.annotations,
+    }
+    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def default_access_mode(read_only_hint: bool | None) -> AccessMode:
+    return AccessMode.ALWAYS_ALLOW if read_only_hint is True else AccessMode.NEEDS_APPROVAL
+
+
+_TOOL_TABLE = McpTool._meta.db_table
+
+# One statement upserts every listed tool from a JSON array parameter, whatever their number (Django's
+# bulk_create would split it into batches of 999 variables on SQLite). On conflict, the access mode is
+# governed against the row as it stands: BLOCKED and NEEDS_APPROVAL are kept, and ALWAYS_ALLOW falls
+# back to NEEDS_APPROVAL when the definition is not the one that was reviewed.
+_UPSERT_CONFLICT = f"""
+ON CONFLICT (server_id, name) DO UPDATE SET
+    title = excluded.title,
+    description = excluded.description,
+    input_schema = excluded.input_schema,
+    output_schema = excluded.output_schema,
+    annotations = excluded.annotations,
+    read_only_hint = excluded.read_only_hint,
+    access_mode = CASE
+        WHEN {_TOOL_TABLE}.access_mode = 'ALWAYS_ALLOW'
+             AND {_TOOL_TABLE}.reviewed_definition_hash <> excluded.definition_hash THEN 'NEEDS_APPROVAL'
+        ELSE {_TOOL_TABLE}.access_mode
+    END,
+    found_in_server = excluded.found_in_server,
+    definition_hash = excluded.definition_hash,
+    last_seen_at = excluded.last_seen_at,
+    updated_at = excluded.updated_at
+"""
+_UPSERT_COLUMNS = (
+    "id, server_id, name, title, description, input_schema, output_schema, annotations, read_only_hint, "
+    "access_mode, found_in_server, definition_hash, reviewed_definition_hash, last_seen_at, created_at, updated_at"
+)
+# Built from constants only (the table name and column list); every value is a query parameter.
+_UPSERT_SQL = {
+    "sqlite": f"""
+INSERT INTO {_TOOL_TABLE} ({_UPSERT_COLUMNS})
+SELECT json_extract(t.value, '$.id'), %s, json_extract(t.value, '$.name'), json_extract(t.value, '$.title'),
+       json_extract(t.value, '$.description'), json_extract(t.value, '$.input_schema'),
+       json_extract(t.value, '$.output_schema'), json_extract(t.value, '$.annotations'),
+       json_extract(t.value, '$.read_only_hint'), json_extract(t.value, '$.access_mode'), 1,
+       json_extract(t.value, '$.definition_hash'), json_extract(t.value, '$.definition_hash'), %s, %s, %s
+FROM json_each(%s) AS t WHERE true
+{_UPSERT_CONFLICT}""",  # noqa: S608
+    "postgresql": f"""
+INSERT INTO {_TOOL_TABLE} ({_UPSERT_COLUMNS})
+SELECT (t->>'id')::uuid, %s, t->>'name', t->>'title', t->>'description', t->'input_schema',
+       NULLIF(t->'output_schema', 'null'::jsonb), t->'annotations', (t->>'read_only_hint')::boolean,
+       t->>'access_mode', true, t->>'definition_hash', t->>'definition_hash', %s, %s, %s
+FROM jsonb_array_elements(%s::jsonb) AS t
+{_UPSERT_CONFLICT}""",  # noqa: S608
+}
+
+
+def _tools_upsert(server_id: uuid.UUID, tools: Sequence[client.RemoteTool], now: datetime) -> None:
+    """Insert or update every listed tool in one statement, then mark the unlisted ones as not found.
+
+    Two queries whatever the tool count. A new tool's access mode follows its readOnlyHint and its
+    definition counts as reviewed; an existing tool's mode is governed inside the statement.
+    """
+    if tools:
+        document = json.dumps(
+            [
+                {
+                    "id": new_id().hex,
+                    "name": tool.name,
+                    "title": tool.title,
+                    "description": tool.description,
+                    "input_schema": tool.input_schema,
+                    "output_schema": tool.output_schema,
+                    "annotations": tool.annotations,
+                    "read_only_hint": tool.read_only_hint,
+                    "access_mode": default_access_mode(tool.read_only_hint).value,
+                    "definition_hash": definition_hash(tool),
+                }
+                for tool in tools
+            ],
+            ensure_ascii=False,
+            default=str,
+        )
+        server_param = models.UUIDField().get_db_prep_value(server_id, connection)  # hex on SQLite, uuid on PG
+        stamp = connection.ops.adapt_datetimefield_value(now)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _UPSERT_SQL[connection.vendor],
+                [server_param, stamp, stamp, stamp, document],
+            )
+    McpTool.objects.filter(server_id=server_id, found_in_server=True).exclude(last_seen_at=now).update(
+        found_in_server=False, updated_at=now
+    )
+
+
+def mcp_tool_set_access_mode(*, tool: McpTool, access_mode: AccessMode | str) -> McpTool:
+    """An admin's decision on a tool: sets the mode and marks the current definition as reviewed."""
+    mode = AccessMode(access_mode)
+    with transaction.atomic():
+        locked = McpTool.objects.select_for_update().get(pk=tool.pk)
+        locked.access_mode = mode
+        locked.reviewed_definition_hash = locked.definition_hash
+        locked.save(update_fields=["access_mode", "reviewed_definition_hash", "updated_at"])
+    return locked

@@ -1,0 +1,92 @@
+"""Validation of MCP server fields, shared by the API and the admin form (same rules, same messages).
+
+Each function raises `core.exceptions.ValidationError` naming the contract's field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from core.exceptions import ValidationError
+from mcp_servers.outbound import CheckedUrl, DestinationRefused, InvalidUrl, check_url
+
+DISPLAY_NAME_MAX = 120
+SERVER_URL_MAX = 2000
+MAX_HEADERS = 32
+HEADER_KEY_MAX = 256
+HEADER_VALUE_MAX = 8192
+HEADERS_TOTAL_MAX = 32 * 1024
+
+# RFC 9110 section 5.6.2: token = 1*tchar
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# Header values: visible ASCII, space, tab and obs-text; no CR, LF, NUL or other control characters.
+_BAD_VALUE_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Hop-by-hop headers and the ones the HTTP client and the MCP transports own.
+FORBIDDEN_HEADER_NAMES = frozenset(
+    name.lower()
+    for name in (
+        "Host", "Content-Length", "Connection", "Transfer-Encoding", "Keep-Alive", "Proxy-Connection",
+        "Proxy-Authorization", "Proxy-Authenticate", "TE", "Trailer", "Upgrade", "Expect",
+        "Content-Type", "Accept", "Accept-Encoding", "Content-Encoding", "Last-Event-ID",
+        "Mcp-Session-Id", "MCP-Protocol-Version",
+    )
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class HeaderInput:
+    key: str
+    value: str
+
+
+def validate_display_name(value: str) -> str:
+    name = value.strip()
+    if not 1 <= len(name) <= DISPLAY_NAME_MAX:
+        raise ValidationError("displayName", f"must be 1 to {DISPLAY_NAME_MAX} characters (after trimming spaces).")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise ValidationError("displayName", "must not contain control characters.")
+    return name
+
+
+def validate_server_url(value: str) -> CheckedUrl:
+    url = value.strip()
+    if not 1 <= len(url) <= SERVER_URL_MAX:
+        raise ValidationError("serverUrl", f"must be 1 to {SERVER_URL_MAX} characters.")
+    try:
+        return check_url(url)
+    except InvalidUrl as exc:
+        raise ValidationError("serverUrl", f"{exc}.") from None
+    except DestinationRefused as exc:
+        raise ValidationError("serverUrl", f"{exc}.") from None
+
+
+def validate_headers(headers: Sequence[HeaderInput]) -> list[HeaderInput]:
+    if len(headers) > MAX_HEADERS:
+        raise ValidationError("headers", f"at most {MAX_HEADERS} headers are allowed.")
+    seen: set[str] = set()
+    total = 0
+    cleaned: list[HeaderInput] = []
+    for index, header in enumerate(headers):
+        field = f"headers[{index}]"
+        key = header.key.strip()
+        if not key:
+            raise ValidationError(f"{field}.key", "must not be empty.")
+        if len(key) > HEADER_KEY_MAX or not _TOKEN.match(key):
+            raise ValidationError(f"{field}.key", "must be a valid HTTP header name (RFC 9110 token characters).")
+        if key.lower() in FORBIDDEN_HEADER_NAMES:
+            raise ValidationError(f"{field}.key", f"'{key}' is managed by the connection and cannot be set.")
+        if key.lower() in seen:
+            raise ValidationError(f"{field}.key", f"duplicate header '{key}' (header names are case-insensitive).")
+        seen.add(key.lower())
+        # The value is a secret: messages about it never repeat it.
+        if len(header.value) > HEADER_VALUE_MAX:
+            raise ValidationError(f"{field}.value", f"must be at most {HEADER_VALUE_MAX} characters.")
+        if _BAD_VALUE_CHAR.search(header.value):
+            raise ValidationError(f"{field}.value", "must not contain CR, LF, NUL or other control characters.")
+        total += len(key) + len(header.value)
+        cleaned.append(HeaderInput(key=key, value=header.value.strip(" \t")))
+    if total > HEADERS_TOTAL_MAX:
+        raise ValidationError("headers", f"all headers together must be at most {HEADERS_TOTAL_MAX} characters.")
+    return cleaned

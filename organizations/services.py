@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from organizations.keys import generate_key
+from organizations.models import TRIAL_DAYS, ApiKey, Membership, Organization
+
+
+@dataclass(frozen=True)
+class CreatedApiKey:
+    api_key: ApiKey
+    plaintext: str  # shown once, never stored
+
+
+def organization_create(*, name: str) -> Organization:
+    return Organization.objects.create(name=name)
+
+
+def membership_set(*, user: User, organization: Organization, role: str) -> Membership:
+    membership, _ = Membership.objects.update_or_create(user=user, organization=organization, defaults={"role": role})
+    return membership
+
+
+def api_key_create(*, user: User, name: str = "") -> CreatedApiKey:
+    key = generate_key()
+    api_key = ApiKey.objects.create(user=user, name=name, prefix=key.prefix, hashed_key=key.hashed)
+    return CreatedApiKey(api_key=api_key, plaintext=key.plaintext)
+
+
+def api_key_revoke(*, api_key: ApiKey) -> None:
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def api_key_touch(*, api_key: ApiKey, min_interval: timedelta = timedelta(minutes=1)) -> None:
+    """Record use, at most once a minute per key: a write on every request would cost more than it tells."""
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at >= min_interval:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+
+
+def organization_start_trial(*, organization_id: uuid.UUID) -> bool:
+    """Start the 14-day trial if the organization never had one. True when this call started it.
+
+    A conditional UPDATE, so of two concurrent first creates exactly one starts the trial.
+    """
+    now = timezone.now()
+    started = Organization.objects.filter(pk=organization_id, trial_started_at__isnull=True).update(
+        trial_started_at=now, trial_ends_at=now + timedelta(days=TRIAL_DAYS)
+    )
+    return started == 1
+
+
+@transaction.atomic
+def demo_access_ensure(*, email: str, organization_name: str, role: str) -> tuple[Organization, CreatedApiKey]:
+    """User, organization and membership as needed, and a fresh API key (the create_api_key command)."""
+    user_model = get_user_model()
+    user, created = user_model.objects.get_or_create(username=email, defaults={"email": email})
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    organization = Organization.objects.filter(name=organization_name).order_by("id").first()
+    if organization is None:
+        organization = organization_create(name=organization_name)
+    membership_set(user=user, organization=organization, role=role)
+    return organization, api_key_create(user=user, name="create_api_key")

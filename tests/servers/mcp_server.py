@@ -1,0 +1,289 @@
+"""A configurable, real MCP server for tests, built on the MCP SDK and served by uvicorn.
+
+Run it as ``python -m tests.servers.mcp_server [options]``; once it accepts connections it prints exactly one
+line, ``LISTENING http://127.0.0.1:<port><path>``, to stdout. See ``--help`` for the options. Besides the MCP
+endpoint the same port serves a small control API for tests:
+
+* ``POST /_control`` with JSON ``{"drop": [names]}``, ``{"restore": true}`` or ``{"describe": {name: text}}``;
+* ``GET /_control/requests`` -> ``{"count": <requests seen on the MCP paths>, "headers": [lowercased names],
+  "rejected": <requests refused by --require-header>}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import uvicorn
+from mcp.server import MCPServer, ServerRequestContext
+from mcp.server.mcpserver.tools import Tool as ServerTool
+from mcp_types import ListToolsResult, PaginatedRequestParams, Tool, ToolAnnotations
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CONTROL_PATH = "/_control"
+
+
+@dataclass
+class ServerOptions:
+    transport: str = "streamable-http"
+    host: str = "127.0.0.1"
+    port: int = 0
+    tools: int = 3
+    page_size: int = 0
+    require_header: tuple[str, str] | None = None
+    oauth_challenge: bool = False
+    list_delay: float = 0.0
+    status: int | None = None
+
+    @property
+    def mcp_path(self) -> str:
+        return "/sse" if self.transport == "sse" else "/mcp"
+
+    @property
+    def mcp_paths(self) -> tuple[str, ...]:
+        # The legacy SSE transport takes client messages on a second path.
+        return ("/sse", "/messages") if self.transport == "sse" else ("/mcp",)
+
+
+@dataclass
+class ServerState:
+    """What tests can observe and change at runtime through the control API."""
+
+    dropped: set[str] = field(default_factory=set)
+    descriptions: dict[str, str] = field(default_factory=dict)
+    request_count: int = 0
+    rejected_count: int = 0
+    header_names: set[str] = field(default_factory=set)
+
+
+def _make_tool_fn(index: int) -> Callable[..., str]:
+    def tool_fn(text: str, repeat: int = 1) -> str:
+        return f"tool_{index}: " + text * repeat
+
+    return tool_fn
+
+
+def _numbered_tools(count: int) -> list[ServerTool]:
+    # Building each tool from its function costs ~1 ms of pydantic work; copying one template keeps a
+    # 10,000-tool server starting in about a second. All tools share one signature, hence one schema.
+    template = ServerTool.from_function(_make_tool_fn(0), name="tool_0", description="template")
+    return [
+        template.model_copy(
+            update={
+                "fn": _make_tool_fn(index),
+                "name": f"tool_{index}",
+                "title": f"Tool {index}",
+                "description": f"Test tool number {index}.",
+                "annotations": ToolAnnotations(read_only_hint=index % 2 == 0),
+            }
+        )
+        for index in range(count)
+    ]
+
+
+class ConfigurableMcpServer(MCPServer[Any]):
+    """MCPServer whose tools/list honours cursors, can be slowed down, and reflects control-API edits.
+
+    Dropping a tool only hides it from tools/list (calling it still works); that is all the tests need.
+    """
+
+    def __init__(self, options: ServerOptions, state: ServerState) -> None:
+        super().__init__("test-mcp-server", log_level="WARNING", tools=_numbered_tools(options.tools))
+        self._options = options
+        self._state = state
+
+    def drop(self, names: list[str]) -> None:
+        self._state.dropped.update(names)
+
+    def restore(self) -> None:
+        self._state.dropped.clear()
+        self._state.descriptions.clear()
+
+    async def _handle_list_tools(
+        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        if self._options.list_delay:
+            await anyio.sleep(self._options.list_delay)
+        tools: list[Tool] = []
+        for tool in await self.list_tools():
+            if tool.name in self._state.dropped:
+                continue
+            if tool.name in self._state.descriptions:
+                tool = tool.model_copy(update={"description": self._state.descriptions[tool.name]})
+            tools.append(tool)
+        size = self._options.page_size
+        if size <= 0:
+            return ListToolsResult(tools=tools)
+        cursor = params.cursor if params is not None else None
+        start = int(cursor) if cursor else 0
+        end = start + size
+        return ListToolsResult(tools=tools[start:end], next_cursor=str(end) if end < len(tools) else None)
+
+
+async def _send_json(
+    send: Send, status: int, payload: Any, extra_headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    body = b"" if payload is None else json.dumps(payload).encode()
+    headers = [(b"content-length", str(len(body)).encode()), *extra_headers]
+    if payload is not None:
+        headers.append((b"content-type", b"application/json"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+class ControlApp:
+    """ASGI wrapper: control API, request accounting and the failure modes, in front of the SDK's app."""
+
+    def __init__(
+        self, inner: ASGIApp, server: ConfigurableMcpServer, options: ServerOptions, state: ServerState
+    ) -> None:
+        self.inner = inner
+        self.server = server
+        self.options = options
+        self.state = state
+        self.port = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path == CONTROL_PATH or path.startswith(CONTROL_PATH + "/"):
+            await self._control(scope, receive, send)
+            return
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        if any(path == p or path.startswith(p + "/") for p in self.options.mcp_paths):
+            self.state.request_count += 1
+            self.state.header_names.update(name.decode("latin-1").lower() for name, _ in headers)
+        if self.options.oauth_challenge:
+            metadata = f"http://127.0.0.1:{self.port}/.well-known/oauth-protected-resource"
+            challenge = f'Bearer resource_metadata="{metadata}", scope="tools:read"'
+            await _send_json(send, 401, None, ((b"www-authenticate", challenge.encode()),))
+            return
+        if self.options.require_header is not None:
+            name, value = self.options.require_header
+            wanted = name.lower().encode("latin-1")
+            if not any(k.lower() == wanted and v == value.encode("latin-1") for k, v in headers):
+                self.state.rejected_count += 1
+                await _send_json(send, 401, None)
+                return
+        if self.options.status is not None and scope["method"] == "POST" and path == self.options.mcp_path:
+            await _send_json(send, self.options.status, None)
+            return
+        await self.inner(scope, receive, send)
+
+    async def _control(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "GET" and scope["path"] == CONTROL_PATH + "/requests":
+            payload = {
+                "count": self.state.request_count,
+                "headers": sorted(self.state.header_names),
+                "rejected": self.state.rejected_count,
+            }
+            await _send_json(send, 200, payload)
+            return
+        if scope["method"] != "POST" or scope["path"] != CONTROL_PATH:
+            await _send_json(send, 404, {"error": "unknown control endpoint"})
+            return
+        try:
+            command = json.loads(await _read_body(receive) or b"{}")
+        except ValueError:
+            await _send_json(send, 400, {"error": "body is not JSON"})
+            return
+        if command.get("restore"):
+            self.server.restore()
+        if "drop" in command:
+            self.server.drop(list(command["drop"]))
+        for name, text in dict(command.get("describe", {})).items():
+            self.state.descriptions[name] = str(text)
+        await _send_json(send, 200, {"ok": True})
+
+
+def parse_args(argv: list[str] | None = None) -> ServerOptions:
+    parser = argparse.ArgumentParser(prog="python -m tests.servers.mcp_server", description=__doc__.split("\n")[0])
+    parser.add_argument("--transport", choices=["streamable-http", "sse"], default="streamable-http")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--tools", type=int, default=3)
+    parser.add_argument("--page-size", type=int, default=0, help="0 disables pagination")
+    parser.add_argument("--require-header", metavar="NAME=VALUE", help="401 (no WWW-Authenticate) without it")
+    parser.add_argument("--oauth-challenge", action="store_true", help="401 with a Bearer challenge, always")
+    parser.add_argument("--list-delay", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument("--status", type=int, help="answer every POST to the MCP path with this status")
+    args = parser.parse_args(argv)
+    required: tuple[str, str] | None = None
+    if args.require_header is not None:
+        name, sep, value = args.require_header.partition("=")
+        if not sep or not name:
+            parser.error("--require-header takes NAME=VALUE")
+        required = (name, value)
+    return ServerOptions(
+        transport=args.transport,
+        host=args.host,
+        port=args.port,
+        tools=args.tools,
+        page_size=args.page_size,
+        require_header=required,
+        oauth_challenge=args.oauth_challenge,
+        list_delay=args.list_delay,
+        status=args.status,
+    )
+
+
+async def serve(options: ServerOptions) -> None:
+    state = ServerState()
+    server = ConfigurableMcpServer(options, state)
+    inner: ASGIApp
+    if options.transport == "sse":
+        inner = server.sse_app(host=options.host)
+    else:
+        inner = server.streamable_http_app(host=options.host)
+    app = ControlApp(inner, server, options, state)
+
+    # Binding the socket ourselves is what makes --port 0 usable: the chosen port is known before serving.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((options.host, options.port))
+    port = sock.getsockname()[1]
+    app.port = port
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=1)
+    userver = uvicorn.Server(config)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(userver.serve, [sock])
+        while not userver.started:
+            if userver.should_exit:
+                return
+            await anyio.sleep(0.01)
+        print(f"LISTENING http://127.0.0.1:{port}{options.mcp_path}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(serve, options)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
