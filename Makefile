@@ -57,10 +57,14 @@ test: install-dev lint
 	@set +e; $(PY) -m pytest -m "not services"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-# The service-backed suite: PostgreSQL, Redis as the broker, and a real Celery worker the fixtures start.
+# The service-backed suite: the whole suite again on PostgreSQL (tasks in process), then the tests that
+# need Redis as the broker and a real Celery worker, which their fixtures start.
 test-services: install-dev
-	@set +e; DATABASE_URL="$(SERVICES_DATABASE_URL)" REDIS_URL="$(SERVICES_REDIS_URL)" $(PY) -m pytest -m services; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "make test-services: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+	@set +e; DATABASE_URL="$(SERVICES_DATABASE_URL)" $(PY) -m pytest -m "not services"; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-services: pytest collected no tests" >&2; exit 1; fi; \
+	if [ $$rc -ne 0 ]; then exit $$rc; fi; \
+	DATABASE_URL="$(SERVICES_DATABASE_URL)" REDIS_URL="$(SERVICES_REDIS_URL)" $(PY) -m pytest -m services; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-services: pytest collected no service tests" >&2; exit 1; fi; exit $$rc
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -28,7 +28,8 @@ from organizations.services import organization_start_trial
 
 logger = logging.getLogger(__name__)
 
-_LABEL_ATTEMPTS = 5
+# Concurrent creates with one display name race for the same label; each round at least one wins.
+_LABEL_ATTEMPTS = 20
 # A lease outlives the longest sync it covers, and stays well under the broker's visibility timeout
 # so that a redelivered message (after a worker died holding the lease) finds it expired.
 _LEASE_MARGIN = timedelta(seconds=15)
@@ -53,12 +54,7 @@ def mcp_server_create(
     checked = validate_server_url(server_url)
     clean_headers = validate_headers(headers)
 
-    base = label_base(name)
-    taken = set(
-        McpServer.objects.filter(organization=organization, server_label__startswith=base[:16]).values_list(
-            "server_label", flat=True
-        )
-    )
+    taken = _labels_taken(organization, name)
     for _ in range(_LABEL_ATTEMPTS):
         label = first_free_label(name, taken)
         try:
@@ -83,11 +79,20 @@ def mcp_server_create(
             # Another create took the label between our read and our insert; try the next one.
             if not McpServer.objects.filter(organization=organization, server_label=label).exists():
                 raise
-            taken.add(label)
+            taken = _labels_taken(organization, name) | {label}
             continue
         logger.info("mcp server created", extra={"server_id": str(server.pk), "organization_id": str(organization.pk)})
         return server
     raise IntegrityError("Could not allocate a unique server label.")
+
+
+def _labels_taken(organization: Organization, display_name: str) -> set[str]:
+    prefix = label_base(display_name)[:16]
+    return set(
+        McpServer.objects.filter(organization=organization, server_label__startswith=prefix).values_list(
+            "server_label", flat=True
+        )
+    )
 
 
 def _queue_sync_on_commit(server_id: uuid.UUID) -> None:
