@@ -58,8 +58,9 @@ def celery_worker(
     services_available: None, django_db_setup: None, django_db_blocker: Any, redis_client: redis.Redis
 ) -> Iterator[Path]:
     """A real worker process on the test database and the Redis broker; yields the path of its log."""
-    test_db = connection.settings_dict
-    database_url = f"postgres://{test_db['USER'] or 'postgres'}@{test_db['HOST'] or '127.0.0.1'}:{test_db['PORT'] or 5432}/{test_db['NAME']}"
+    db = connection.settings_dict  # the test database pytest-django created
+    user, host, port = db["USER"] or "postgres", db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+    database_url = f"postgres://{user}@{host}:{port}/{db['NAME']}"
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
