@@ -162,6 +162,8 @@ LOGGING = {
         # The HTTP client logs one line per request (method, URL, status); keep that at WARNING.
         "httpx2": {"level": "WARNING"},
         "httpcore2": {"level": "WARNING"},
+        # The SDK logs session ids at INFO and whole tool listings at DEBUG.
+        "mcp": {"level": "WARNING"},
     },
 }
 

@@ -205,17 +205,19 @@ async def alist_remote_tools(
         with anyio.fail_after(limits.total_seconds) as deadline:
             return await lister.run(preferred_transport)
     except BaseException as exc:
-        if deadline is not None and deadline.cancel_called and not _is_cancellation(exc):
+        error = lister.translate(exc)
+        timed_out = deadline is not None and deadline.cancel_called
+        if error is None and not (timed_out and isinstance(exc, TimeoutError)):
+            raise
+        if timed_out:
             # Whatever the cancellation turned into on its way out (a closed stream, say), the cause is the bound.
             error = McpTimeout(
                 f"The MCP server at {lister.host} did not finish listing its tools "
                 f"within {limits.total_seconds:g} seconds."
             )
-        else:
-            error = lister.translate(exc)
-            if error is None:
-                raise
-    # Raised outside the except block so no SDK or httpx2 exception rides along as __context__.
+        assert error is not None
+    # Raised outside the except block, and detached, so no SDK or httpx2 exception rides along with it.
+    error.__cause__ = error.__context__ = None
     raise error
 
 
@@ -229,14 +231,15 @@ def _shared_ssl_context() -> ssl.SSLContext:
 def _default_client_factory(
     headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None, auth: httpx2.Auth | None = None
 ) -> httpx2.AsyncClient:
+    # trust_env=False: proxy variables and .netrc must not redirect or decorate traffic the policy checked.
     return httpx2.AsyncClient(
-        headers=headers, timeout=timeout, auth=auth, follow_redirects=False, verify=_shared_ssl_context()
+        headers=headers,
+        timeout=timeout,
+        auth=auth,
+        follow_redirects=False,
+        verify=_shared_ssl_context(),
+        trust_env=False,
     )
-
-
-def _is_cancellation(exc: BaseException) -> bool:
-    cancelled = anyio.get_cancelled_exc_class()
-    return all(isinstance(leaf, cancelled) for leaf in _leaves(exc))
 
 
 def _leaves(exc: BaseException) -> Iterator[BaseException]:
@@ -596,6 +599,11 @@ class _ToolLister:
                 )
             return McpHeadersRejected(
                 f"The server at {self.host} refused the request (HTTP {status}). Check the static headers.",
+                status_code=status,
+            )
+        if status == 429:
+            return McpUnreachable(
+                f"The MCP server at {self.host} is rate limiting requests (HTTP 429); the sync will be retried.",
                 status_code=status,
             )
         if status in _GATEWAY_STATUSES:

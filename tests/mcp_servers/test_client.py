@@ -165,8 +165,8 @@ def test_unexpected_status_is_a_protocol_error(mcp_server_factory: Factory) -> N
     assert_clean(caught.value)
 
 
-@pytest.mark.parametrize("status", [502, 503, 504])
-def test_gateway_statuses_are_transient(mcp_server_factory: Factory, status: int) -> None:
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_gateway_and_rate_limit_statuses_are_transient(mcp_server_factory: Factory, status: int) -> None:
     server = mcp_server_factory(status=status)
 
     with pytest.raises(McpUnreachable) as caught:
@@ -273,7 +273,9 @@ def test_control_api_changes_the_listing(mcp_server_factory: Factory) -> None:
     assert restored[0].description == "Test tool number 0."
 
 
-def test_every_request_goes_through_the_factory(mcp_server: RunningMcpServer) -> None:
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+def test_every_request_goes_through_the_factory(mcp_server_factory: Factory, transport: str) -> None:
+    server = mcp_server_factory(transport=transport)
     calls: list[dict[str, Any]] = []
     sent: list[str] = []
 
@@ -286,15 +288,32 @@ def test_every_request_goes_through_the_factory(mcp_server: RunningMcpServer) ->
 
         return httpx2.AsyncClient(**kwargs, event_hooks={"request": [record]})
 
-    listing = list_remote_tools(mcp_server.url, {"X-Trace": "t-1"}, http_client_factory=factory)
+    listing = list_remote_tools(server.url, {"X-Trace": "t-1"}, http_client_factory=factory)
 
     assert len(listing.tools) == 3
     assert len(calls) == 1
     assert calls[0]["headers"] == {"X-Trace": "t-1"}
-    # Probe POST and its DELETE, then the SDK's initialize, initialized, tools/list and session DELETE.
-    assert sent.count("POST") >= 4
-    assert sent.count("DELETE") == 2
-    assert "x-trace" in mcp_server.requests()["headers"]
+    assert "x-trace" in server.requests()["headers"]
+    if transport == "sse":
+        # Probe POST (405), the event-stream GET, then initialize, initialized and tools/list POSTs.
+        assert sent.count("GET") == 1
+        assert sent.count("POST") == 4
+    else:
+        # Probe POST and its DELETE, then the SDK's initialize, initialized, tools/list and session DELETE.
+        assert sent.count("POST") == 4
+        assert sent.count("DELETE") == 2
+
+
+def test_factory_can_veto_requests_with_its_own_error(mcp_server: RunningMcpServer) -> None:
+    def factory(**kwargs: Any) -> httpx2.AsyncClient:
+        async def refuse(request: httpx2.Request) -> None:
+            raise McpUnreachable("Blocked by the outbound policy.")
+
+        return httpx2.AsyncClient(**kwargs, event_hooks={"request": [refuse]})
+
+    with pytest.raises(McpUnreachable, match="Blocked by the outbound policy"):
+        list_remote_tools(mcp_server.url, {}, http_client_factory=factory)
+    assert mcp_server.requests()["count"] == 0
 
 
 def test_invalid_url() -> None:

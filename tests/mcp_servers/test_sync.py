@@ -231,3 +231,29 @@ def test_query_count_does_not_grow_with_the_tool_count(
     assert first == (8, 8)
     assert again == (8, 8)
     assert McpTool.objects.filter(server=large).count() == 1000
+
+
+def test_the_task_retries_transient_errors_then_records_the_failure(
+    mcp_server_factory: Any, make_server: Callable[..., McpServer]
+) -> None:
+    from mcp_servers.tasks import MAX_RETRIES, sync_server_tools
+
+    remote = mcp_server_factory(status=503)
+    server = make_server(remote.url)
+    sync_server_tools.apply(args=[str(server.pk)])  # in process, as without REDIS_URL; retries run inline
+    assert remote.requests()["count"] == MAX_RETRIES + 1
+    server.refresh_from_db()
+    assert (server.setup_state, server.last_sync_status) == (SetupState.BROKEN, SyncStatus.FAILED)
+    assert "503" in (server.sync_error_message or "")
+    assert server.sync_lease_token is None
+
+
+def test_the_task_does_not_retry_permanent_errors(
+    mcp_server_factory: Any, make_server: Callable[..., McpServer]
+) -> None:
+    from mcp_servers.tasks import sync_server_tools
+
+    remote = mcp_server_factory(status=500)
+    server = make_server(remote.url)
+    sync_server_tools.apply(args=[str(server.pk)])
+    assert remote.requests()["count"] == 1

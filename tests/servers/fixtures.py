@@ -68,13 +68,22 @@ class RunningMcpServer:
             response.read()
 
     def requests(self) -> dict[str, Any]:
-        """What the server saw on its MCP paths: ``{"count": int, "headers": [lowercased names]}``."""
+        """What the server saw on its MCP paths: ``{"count": int, "headers": [lowercased names], "rejected": int}``.
+
+        ``rejected`` counts requests refused for lacking the ``require_header`` header.
+        """
         with urllib.request.urlopen(f"{self.base_url}/_control/requests", timeout=CONTROL_TIMEOUT_SECONDS) as resp:
             result: dict[str, Any] = json.loads(resp.read())
         return result
 
     def stop(self) -> None:
         """Stop the server (idempotent); its port is closed once this returns."""
+        self._halt()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.stderr_log.close()
+
+    def _halt(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -82,13 +91,10 @@ class RunningMcpServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self.stderr_log.close()
 
 
 def _command(options: dict[str, Any]) -> list[str]:
-    args = [sys.executable, "-m", "tests.servers.mcp_server"]
+    args = [sys.executable, "-m", "tests.servers.mcp_server", "--exit-with-parent"]
     options = {"port": 0, **options}
     for name, value in options.items():
         if name == "oauth_challenge":
@@ -144,9 +150,16 @@ def mcp_server_factory() -> Iterator[Callable[..., RunningMcpServer]]:
         started.append(server)
         line = _wait_for_listening_line(process, START_TIMEOUT_SECONDS)
         if line is None:
+            try:
+                # No LISTENING line usually means the process is on its way out; give it a moment to say why.
+                exit_code: int | None = process.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                exit_code = None
+            server._halt()
             tail = _stderr_tail(stderr_log)
             server.stop()
-            pytest.fail(f"MCP test server did not start within {START_TIMEOUT_SECONDS:g}s: {options!r}\n{tail}")
+            why = f"exited with code {exit_code}" if exit_code is not None else f"not up in {START_TIMEOUT_SECONDS:g}s"
+            pytest.fail(f"MCP test server {why}; options {options!r}\n{tail}")
         server.url = line.split(" ", 1)[1]
         url = urlsplit(server.url)
         assert url.hostname == "127.0.0.1"

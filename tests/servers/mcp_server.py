@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -46,6 +47,7 @@ class ServerOptions:
     oauth_challenge: bool = False
     list_delay: float = 0.0
     status: int | None = None
+    exit_with_parent: bool = False
 
     @property
     def mcp_path(self) -> str:
@@ -230,6 +232,7 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
     parser.add_argument("--oauth-challenge", action="store_true", help="401 with a Bearer challenge, always")
     parser.add_argument("--list-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--status", type=int, help="answer every POST to the MCP path with this status")
+    parser.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process dies")
     args = parser.parse_args(argv)
     required: tuple[str, str] | None = None
     if args.require_header is not None:
@@ -247,6 +250,7 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
         oauth_challenge=args.oauth_challenge,
         list_delay=args.list_delay,
         status=args.status,
+        exit_with_parent=args.exit_with_parent,
     )
 
 
@@ -276,6 +280,18 @@ async def serve(options: ServerOptions) -> None:
                 return
             await anyio.sleep(0.01)
         print(f"LISTENING http://127.0.0.1:{port}{options.mcp_path}", flush=True)
+        if options.exit_with_parent:
+            tg.start_soon(_exit_with_parent, userver)
+
+
+async def _exit_with_parent(userver: uvicorn.Server) -> None:
+    # A test runner killed with SIGKILL cannot stop its servers; orphans notice being re-parented instead.
+    parent = os.getppid()
+    while not userver.should_exit:
+        if os.getppid() != parent:
+            userver.should_exit = True
+            return
+        await anyio.sleep(0.5)
 
 
 def main(argv: list[str] | None = None) -> None:
