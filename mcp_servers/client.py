@@ -33,7 +33,6 @@ import errno
 import functools
 import re
 import socket
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -49,6 +48,8 @@ from mcp.shared._httpx_utils import stream_within_origin
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from pydantic import ValidationError
+
+from mcp_servers import outbound
 
 __all__ = [
     "AuthChallenge",
@@ -160,6 +161,10 @@ class McpProtocolError(McpClientError):
     """Anything else: an unexpected status, not an MCP endpoint, a JSON-RPC error, a malformed answer."""
 
 
+class McpDestinationRefused(McpClientError):
+    """The outbound policy refused a destination (a resolved address, a redirect, a discovered URL)."""
+
+
 def list_remote_tools(
     url: str,
     headers: Mapping[str, str],
@@ -198,7 +203,7 @@ async def alist_remote_tools(
         McpClientError: one of its subclasses, for every failure (SDK and httpx2 exceptions never escape;
             cancellation from the caller and BaseExceptions such as KeyboardInterrupt do).
     """
-    lister = _ToolLister(url, headers, limits, http_client_factory or _default_client_factory)
+    lister = _ToolLister(url, headers, limits, http_client_factory or _default_client_factory())
     error: McpClientError | None = None
     deadline: anyio.CancelScope | None = None
     try:
@@ -221,25 +226,9 @@ async def alist_remote_tools(
     raise error
 
 
-@functools.cache
-def _shared_ssl_context() -> ssl.SSLContext:
-    # Loading the CA bundle costs ~15 ms, about a tenth of a whole 1,000-tool listing, and httpx2 does it
-    # for every new client; an SSLContext is safe to share between clients, threads and event loops.
-    return httpx2.create_ssl_context()
-
-
-def _default_client_factory(
-    headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None, auth: httpx2.Auth | None = None
-) -> httpx2.AsyncClient:
-    # trust_env=False: proxy variables and .netrc must not redirect or decorate traffic the policy checked.
-    return httpx2.AsyncClient(
-        headers=headers,
-        timeout=timeout,
-        auth=auth,
-        follow_redirects=False,
-        verify=_shared_ssl_context(),
-        trust_env=False,
-    )
+def _default_client_factory() -> HttpClientFactory:
+    # Every request goes through the guarded client; the allowlist is read when the client is made.
+    return outbound.guarded_client_factory()
 
 
 def _leaves(exc: BaseException) -> Iterator[BaseException]:
@@ -634,6 +623,9 @@ class _ToolLister:
         for leaf in leaves:
             if isinstance(leaf, McpClientError):
                 return leaf
+        for leaf in leaves:
+            if isinstance(leaf, outbound.DestinationRefused):
+                return McpDestinationRefused(str(leaf))
         if self.oversized:
             return McpLimitExceeded(
                 f"A response from the MCP server at {self.host} was larger than "

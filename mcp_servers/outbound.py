@@ -7,20 +7,35 @@ reserved, cloud metadata, and IPv6 forms that embed such an IPv4 address), unles
 (2002::/16) and some multicast addresses "global"; those are unwrapped and checked here.
 
 `check_url` is the create-time check of a URL as written (literal IPs in any spelling, names that
-always mean this machine or its network); resolved addresses are checked with `is_forbidden_address`.
+always mean this machine or its network). At connect time, `guarded_client_factory` builds the one
+kind of HTTP client the service sends anything with: its connections go through
+`GuardedNetworkBackend`, which resolves a host once, refuses it when any address is not allowed, and
+connects to an address it checked, so DNS rebinding cannot switch the destination between the check
+and the connect. TLS (SNI, certificate checks) and the Host header keep the original host name,
+because httpcore2 takes those from the request's origin, not from the address it connected to.
+
+No maintained library guards the httpx2/httpcore2 connect path (the known ones wrap `requests`,
+or are part of a whole framework), so the policy is the standard library's `ipaddress` plus the
+unwrapping above, and the guard is httpcore2's documented network-backend hook.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
+import socket
+import ssl
 import unicodedata
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+import anyio
+import httpcore2
+import httpx2
 import idna
-from django.conf import settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -117,6 +132,8 @@ def _parse_port(text: str, entry: str) -> int:
 
 
 def allowlist() -> list[AllowRule]:
+    from django.conf import settings  # read at call time: tests and deployments change it
+
     return parse_allowlist(settings.MCP_OUTBOUND_ALLOWLIST)
 
 
@@ -229,7 +246,8 @@ def check_url(raw: str, *, rules: Iterable[AllowRule] | None = None) -> CheckedU
             ip = ipaddress.IPv4Address(loose)
             if str(ip) != host:
                 raise DestinationRefused(
-                    "IP addresses must be written in dotted-decimal form (for example 203.0.113.7)"
+                    "the destination is not allowed (IP addresses must be written in dotted-decimal form, "
+                    "for example 203.0.113.7)"
                 )
         elif _literal_ip(host) is not None:  # a bare IPv6 literal would not parse as a URL host
             raise InvalidUrl("IPv6 addresses must be written in brackets")
@@ -237,6 +255,147 @@ def check_url(raw: str, *, rules: Iterable[AllowRule] | None = None) -> CheckedU
     if not is_allowlisted(host=host, port=port, ip=ip, rules=rule_list):
         if ip is not None and is_forbidden_address(ip):
             raise DestinationRefused("the destination is not allowed (a loopback, private or internal address)")
-        if ip is None and (host in _LOCAL_NAMES or host.endswith(_LOCAL_SUFFIXES)):
+        if ip is None and is_local_name(host):
             raise DestinationRefused("the destination is not allowed (a local or internal host name)")
     return CheckedUrl(url=raw, scheme=scheme, host=host, port=port, ip=ip)
+
+
+def is_local_name(host: str) -> bool:
+    return host in _LOCAL_NAMES or host.endswith(_LOCAL_SUFFIXES)
+
+
+# --- Connect-time guard ----------------------------------------------------------------------------
+
+Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
+REFUSED_ADDRESS = "The server's address resolves to a private or internal network address, which is not allowed."
+REFUSED_NAME = "The server's host name refers to a local or internal host, which is not allowed."
+
+
+async def resolve_host(host: str, port: int) -> list[IPAddress]:
+    """Every address `host` resolves to, in the resolver's order, without duplicates."""
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses: list[IPAddress] = []
+    for *_, sockaddr in infos:
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
+        if ip not in addresses:
+            addresses.append(ip)
+    return addresses
+
+
+@dataclass(frozen=True)
+class OutboundPolicy:
+    """Which destinations a connection may reach: the address policy plus the allowlist's exemptions."""
+
+    rules: tuple[AllowRule, ...] = ()
+    # None: the module's `resolve_host`, looked up at call time (tests replace it to fake DNS answers).
+    resolver: Resolver | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_settings(cls) -> OutboundPolicy:
+        return cls(rules=tuple(allowlist()))
+
+    async def checked_addresses(self, host: str, port: int) -> list[IPAddress]:
+        """Resolve `host` once and return its addresses if every one is allowed; raise DestinationRefused if not."""
+        name = host.strip("[]").lower().rstrip(".")
+        literal = _literal_ip(name)
+        if literal is None:
+            try:
+                loose = _loose_ipv4(name)  # libc would read `2130706433` or `0x7f.1` as an address, too
+            except InvalidUrl:
+                raise DestinationRefused(REFUSED_ADDRESS) from None
+            literal = ipaddress.IPv4Address(loose) if loose is not None else None
+        if literal is None and is_local_name(name) and not is_allowlisted(host=name, port=port, rules=self.rules):
+            raise DestinationRefused(REFUSED_NAME)
+        if literal is not None:
+            addresses = [literal]
+        else:
+            resolver = self.resolver or resolve_host
+            addresses = await resolver(name, port)
+        if not addresses:
+            raise httpcore2.ConnectError(f"Could not resolve {name}.")
+        for ip in addresses:
+            if is_forbidden_address(ip) and not is_allowlisted(host=name, port=port, ip=ip, rules=self.rules):
+                raise DestinationRefused(REFUSED_ADDRESS)
+        return addresses
+
+
+class GuardedNetworkBackend(httpcore2.AsyncNetworkBackend):
+    """httpcore2's network backend, except that it connects only to addresses the policy checked."""
+
+    def __init__(self, policy: OutboundPolicy, inner: httpcore2.AsyncNetworkBackend | None = None) -> None:
+        self._policy = policy
+        self._inner = inner or httpcore2.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        try:
+            with anyio.fail_after(timeout):
+                addresses = await self._policy.checked_addresses(host, port)
+        except TimeoutError as exc:
+            raise httpcore2.ConnectTimeout(f"Timed out resolving {host}.") from exc
+        except OSError as exc:
+            raise httpcore2.ConnectError(f"Could not resolve {host}.") from exc
+        error: Exception | None = None
+        for ip in addresses:  # the checked addresses, in the resolver's order; never a second lookup
+            try:
+                return await self._inner.connect_tcp(str(ip), port, timeout, local_address, socket_options)
+            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore2.AsyncNetworkStream:
+        raise DestinationRefused("Unix-socket destinations are not allowed.")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs ~15 ms per client; an SSLContext is safe to share across clients and loops.
+    return httpx2.create_ssl_context()
+
+
+class GuardedTransport(httpx2.AsyncHTTPTransport):
+    def __init__(self, policy: OutboundPolicy) -> None:
+        super().__init__(verify=shared_ssl_context(), trust_env=False)
+        # httpx2's transport takes no network backend, so its connection pool is replaced by one that
+        # connects through the guard (same settings as httpx2's defaults otherwise).
+        self._pool = httpcore2.AsyncConnectionPool(
+            ssl_context=shared_ssl_context(),
+            max_connections=100,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            network_backend=GuardedNetworkBackend(policy),
+        )
+
+
+def guarded_client_factory(policy: OutboundPolicy | None = None) -> Callable[..., httpx2.AsyncClient]:
+    """The factory for every outbound HTTP client: guarded connects, no redirects, no proxies from the environment.
+
+    Without `policy`, the allowlist is read from settings each time a client is made.
+    """
+
+    def factory(
+        headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None, auth: httpx2.Auth | None = None
+    ) -> httpx2.AsyncClient:
+        transport = GuardedTransport(policy or OutboundPolicy.from_settings())
+        return httpx2.AsyncClient(
+            headers=headers,
+            timeout=timeout if timeout is not None else httpx2.Timeout(10.0),
+            auth=auth,
+            follow_redirects=False,
+            trust_env=False,
+            transport=transport,
+        )
+
+    return factory

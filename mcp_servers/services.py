@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.ids import new_id
-from mcp_servers import client
+from mcp_servers import client, outbound
 from mcp_servers.labels import first_free_label, label_base
 from mcp_servers.models import AccessMode, McpServer, McpServerHeader, McpTool, SetupState, SyncStatus
 from mcp_servers.validation import HeaderInput, validate_display_name, validate_headers, validate_server_url
@@ -174,6 +174,13 @@ def mcp_server_sync(*, server_id: uuid.UUID | str, final_attempt: bool = True) -
     if lease is None:
         logger.info("mcp sync skipped: another sync holds the lease", extra={"server_id": str(server.pk)})
         return SyncOutcome.SKIPPED
+    try:
+        # The policy on the URL as written, with today's allowlist (the guarded client then checks every
+        # address it connects to).
+        outbound.check_url(server.server_url)
+    except (outbound.DestinationRefused, outbound.InvalidUrl) as exc:
+        _record_failure(lease, f"The server URL was refused: {exc}.")
+        return SyncOutcome.FAILED
     try:
         headers = dict(McpServerHeader.objects.filter(server_id=server.pk).values_list("key", "value"))
         listing = client.list_remote_tools(

@@ -18,11 +18,14 @@ _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 _real_getaddrinfo = socket.getaddrinfo
 _LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
+# Every TCP connect attempt made in this process, refused or not: tests assert where connections went.
+CONNECT_LOG: list[tuple[str, int]] = []
 
 
 def _loopback_only(address: Any) -> None:
     if isinstance(address, tuple):
         host = address[0]
+        CONNECT_LOG.append((str(host), int(address[1])))
         try:
             ip = ipaddress.ip_address(host.split("%")[0])
         except ValueError:

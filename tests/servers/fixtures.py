@@ -7,7 +7,10 @@ Use it as a plugin (``pytest_plugins = ["tests.servers.fixtures"]``)::
         ...  # server.url, server.control({...}), server.requests(), server.stop()
 
 Options map onto the server's command line: ``transport``, ``port``, ``tools``, ``page_size``,
-``require_header`` (``"NAME=VALUE"`` or a ``(name, value)`` pair), ``oauth_challenge``, ``list_delay``, ``status``.
+``require_header`` (``"NAME=VALUE"`` or a ``(name, value)`` pair), ``oauth_challenge``, ``list_delay``, ``status``,
+``redirect_to``, ``redirect_status``, ``endless_body``, ``endless_sse_event``, ``trickle``, ``description_size``,
+and the OAuth metadata ones: ``resource_metadata``, ``authorization_server``, ``as_endpoint_base``, ``issuer``,
+``no_prm``, ``scope_count``, ``metadata_format`` (``"json"``, ``"html"`` or ``"array"``). Switches take a bool.
 Every process a test starts is stopped when the test ends, whatever the outcome.
 """
 
@@ -42,6 +45,23 @@ _FLAGS = {
     "require_header": "--require-header",
     "list_delay": "--list-delay",
     "status": "--status",
+    "redirect_to": "--redirect-to",
+    "redirect_status": "--redirect-status",
+    "description_size": "--description-size",
+    "resource_metadata": "--resource-metadata",
+    "authorization_server": "--authorization-server",
+    "as_endpoint_base": "--as-endpoint-base",
+    "issuer": "--issuer",
+    "scope_count": "--scope-count",
+    "metadata_format": "--metadata-format",
+}
+# Options without a value: passed when true.
+_SWITCHES = {
+    "oauth_challenge": "--oauth-challenge",
+    "endless_body": "--endless-body",
+    "endless_sse_event": "--endless-sse-event",
+    "trickle": "--trickle",
+    "no_prm": "--no-prm",
 }
 
 
@@ -68,9 +88,10 @@ class RunningMcpServer:
             response.read()
 
     def requests(self) -> dict[str, Any]:
-        """What the server saw on its MCP paths: ``{"count": int, "headers": [lowercased names], "rejected": int}``.
+        """What the server saw: ``{"count": int, "headers": [lowercased names], "rejected": int, "wellKnown": int}``.
 
-        ``rejected`` counts requests refused for lacking the ``require_header`` header.
+        ``count`` and ``headers`` cover the MCP paths, ``rejected`` counts requests refused for lacking the
+        ``require_header`` header and ``wellKnown`` counts requests to ``/.well-known/`` paths.
         """
         with urllib.request.urlopen(f"{self.base_url}/_control/requests", timeout=CONTROL_TIMEOUT_SECONDS) as resp:
             result: dict[str, Any] = json.loads(resp.read())
@@ -97,9 +118,9 @@ def _command(options: dict[str, Any]) -> list[str]:
     args = [sys.executable, "-m", "tests.servers.mcp_server", "--exit-with-parent"]
     options = {"port": 0, **options}
     for name, value in options.items():
-        if name == "oauth_challenge":
+        if name in _SWITCHES:
             if value:
-                args.append("--oauth-challenge")
+                args.append(_SWITCHES[name])
             continue
         if name not in _FLAGS:
             raise TypeError(f"unknown MCP test server option {name!r}")

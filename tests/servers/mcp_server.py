@@ -6,7 +6,13 @@ endpoint the same port serves a small control API for tests:
 
 * ``POST /_control`` with JSON ``{"drop": [names]}``, ``{"restore": true}`` or ``{"describe": {name: text}}``;
 * ``GET /_control/requests`` -> ``{"count": <requests seen on the MCP paths>, "headers": [lowercased names],
-  "rejected": <requests refused by --require-header>}``.
+  "rejected": <requests refused by --require-header>, "wellKnown": <requests seen on /.well-known/ paths>}``.
+
+With ``--oauth-challenge`` the port also serves OAuth metadata: RFC 9728 protected-resource metadata at
+``/.well-known/oauth-protected-resource`` and ``/.well-known/oauth-protected-resource<mcp path>`` (404 with
+``--no-prm``) and RFC 8414 authorization-server metadata at ``/.well-known/oauth-authorization-server``.
+The misbehaviour modes (``--redirect-to``, ``--endless-body``, ``--endless-sse-event``, ``--trickle``) exist to
+test the client's bounds; the streaming ones never end on their own and stop when the client disconnects.
 """
 
 from __future__ import annotations
@@ -34,6 +40,12 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CONTROL_PATH = "/_control"
+WELL_KNOWN_PREFIX = "/.well-known/"
+PRM_PATH = "/.well-known/oauth-protected-resource"
+AS_METADATA_PATH = "/.well-known/oauth-authorization-server"
+SCOPE = "tools:read"
+STREAM_CHUNK_BYTES = 64 * 1024
+TRICKLE_SECONDS = 0.5
 
 
 @dataclass
@@ -48,6 +60,19 @@ class ServerOptions:
     list_delay: float = 0.0
     status: int | None = None
     exit_with_parent: bool = False
+    redirect_to: str | None = None
+    redirect_status: int = 307
+    endless_body: bool = False
+    endless_sse_event: bool = False
+    trickle: bool = False
+    description_size: int | None = None
+    resource_metadata: str | None = None
+    authorization_server: str | None = None
+    as_endpoint_base: str | None = None
+    issuer: str | None = None
+    no_prm: bool = False
+    scope_count: int = 1
+    metadata_format: str = "json"
 
     @property
     def mcp_path(self) -> str:
@@ -67,6 +92,7 @@ class ServerState:
     descriptions: dict[str, str] = field(default_factory=dict)
     request_count: int = 0
     rejected_count: int = 0
+    well_known_count: int = 0
     header_names: set[str] = field(default_factory=set)
 
 
@@ -77,7 +103,14 @@ def _make_tool_fn(index: int) -> Callable[..., str]:
     return tool_fn
 
 
-def _numbered_tools(count: int) -> list[ServerTool]:
+def _description(index: int, size: int | None) -> str:
+    text = f"Test tool number {index}."
+    if size is None:
+        return text
+    return (text + " " + "x" * size)[:size] if size > len(text) else text[:size]
+
+
+def _numbered_tools(count: int, description_size: int | None = None) -> list[ServerTool]:
     # Building each tool from its function costs ~1 ms of pydantic work; copying one template keeps a
     # 10,000-tool server starting in about a second. All tools share one signature, hence one schema.
     template = ServerTool.from_function(_make_tool_fn(0), name="tool_0", description="template")
@@ -87,7 +120,7 @@ def _numbered_tools(count: int) -> list[ServerTool]:
                 "fn": _make_tool_fn(index),
                 "name": f"tool_{index}",
                 "title": f"Tool {index}",
-                "description": f"Test tool number {index}.",
+                "description": _description(index, description_size),
                 "annotations": ToolAnnotations(read_only_hint=index % 2 == 0),
             }
         )
@@ -102,7 +135,8 @@ class ConfigurableMcpServer(MCPServer[Any]):
     """
 
     def __init__(self, options: ServerOptions, state: ServerState) -> None:
-        super().__init__("test-mcp-server", log_level="WARNING", tools=_numbered_tools(options.tools))
+        tools = _numbered_tools(options.tools, options.description_size)
+        super().__init__("test-mcp-server", log_level="WARNING", tools=tools)
         self._options = options
         self._state = state
 
@@ -145,6 +179,36 @@ async def _send_json(
     await send({"type": "http.response.body", "body": body})
 
 
+async def _send_document(send: Send, body: bytes, content_type: bytes) -> None:
+    """A 200 sent in 16 KiB pieces without Content-Length, so a client can only bound it while reading."""
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]})
+    for start in range(0, len(body), 16 * 1024):
+        await send({"type": "http.response.body", "body": body[start : start + 16 * 1024], "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _stream_forever(
+    receive: Receive, send: Send, content_type: bytes, first: bytes, chunk: bytes, interval: float
+) -> None:
+    """200, then ``first`` and ``chunk`` after ``chunk`` until the client disconnects; the response never ends."""
+    await _read_body(receive)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]})
+    async with anyio.create_task_group() as tg:
+
+        async def stop_on_disconnect() -> None:
+            # uvicorn's send() returns at once after a disconnect; without this the loop below would spin.
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(stop_on_disconnect)
+        if first:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+        while True:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await anyio.sleep(interval)
+
+
 async def _read_body(receive: Receive) -> bytes:
     chunks: list[bytes] = []
     while True:
@@ -175,12 +239,23 @@ class ControlApp:
             await self._control(scope, receive, send)
             return
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        if any(path == p or path.startswith(p + "/") for p in self.options.mcp_paths):
+        if path.startswith(WELL_KNOWN_PREFIX):
+            self.state.well_known_count += 1
+            if self.options.oauth_challenge:
+                await self._well_known(path, send)
+                return
+        on_mcp_path = any(path == p or path.startswith(p + "/") for p in self.options.mcp_paths)
+        if on_mcp_path:
             self.state.request_count += 1
             self.state.header_names.update(name.decode("latin-1").lower() for name, _ in headers)
+        if on_mcp_path and self.options.redirect_to is not None:
+            location = self.options.redirect_to.encode("latin-1")
+            await _send_json(send, self.options.redirect_status, None, ((b"location", location),))
+            return
         if self.options.oauth_challenge:
-            metadata = f"http://127.0.0.1:{self.port}/.well-known/oauth-protected-resource"
-            challenge = f'Bearer resource_metadata="{metadata}", scope="tools:read"'
+            # The root URL, as this server always named: tests of the client expect it (both paths serve it).
+            metadata = self.options.resource_metadata or f"{self.base_url}{PRM_PATH}"
+            challenge = f'Bearer resource_metadata="{metadata}", scope="{SCOPE}"'
             await _send_json(send, 401, None, ((b"www-authenticate", challenge.encode()),))
             return
         if self.options.require_header is not None:
@@ -190,10 +265,57 @@ class ControlApp:
                 self.state.rejected_count += 1
                 await _send_json(send, 401, None)
                 return
-        if self.options.status is not None and scope["method"] == "POST" and path == self.options.mcp_path:
+        is_mcp_post = scope["method"] == "POST" and path == self.options.mcp_path
+        if self.options.status is not None and is_mcp_post:
             await _send_json(send, self.options.status, None)
             return
+        if is_mcp_post and self.options.endless_body:
+            await _stream_forever(receive, send, b"application/json", b"", b" " * STREAM_CHUNK_BYTES, 0)
+            return
+        if is_mcp_post and self.options.endless_sse_event:
+            line = b"data: " + b"x" * (STREAM_CHUNK_BYTES - 7) + b"\n"
+            await _stream_forever(receive, send, b"text/event-stream", b"event: message\n", line, 0)
+            return
+        if is_mcp_post and self.options.trickle:
+            await _stream_forever(receive, send, b"text/event-stream", b"", b": ping\n\n", TRICKLE_SECONDS)
+            return
         await self.inner(scope, receive, send)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _scopes(self) -> list[str]:
+        return [SCOPE, *(f"extra:scope:{index:09d}" for index in range(1, self.options.scope_count))]
+
+    async def _well_known(self, path: str, send: Send) -> None:
+        options = self.options
+        document: dict[str, Any] | None = None
+        if path in (PRM_PATH, PRM_PATH + options.mcp_path) and not options.no_prm:
+            document = {
+                "resource": self.base_url + options.mcp_path,
+                "authorization_servers": [options.authorization_server or self.base_url],
+                "scopes_supported": self._scopes(),
+            }
+        elif path == AS_METADATA_PATH:
+            endpoints = options.as_endpoint_base or self.base_url
+            document = {
+                "issuer": options.issuer or self.base_url,
+                "authorization_endpoint": endpoints + "/authorize",
+                "token_endpoint": endpoints + "/token",
+                "registration_endpoint": endpoints + "/register",
+                "response_types_supported": ["code"],
+                "code_challenge_methods_supported": ["S256"],
+                "scopes_supported": self._scopes(),
+            }
+        if document is None:
+            await _send_json(send, 404, {"error": "not found"})
+        elif options.metadata_format == "html":
+            await _send_document(send, b"<html><body>Not JSON</body></html>", b"text/html")
+        elif options.metadata_format == "array":
+            await _send_document(send, json.dumps([document]).encode(), b"application/json")
+        else:
+            await _send_document(send, json.dumps(document).encode(), b"application/json")
 
     async def _control(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] == "GET" and scope["path"] == CONTROL_PATH + "/requests":
@@ -201,6 +323,7 @@ class ControlApp:
                 "count": self.state.request_count,
                 "headers": sorted(self.state.header_names),
                 "rejected": self.state.rejected_count,
+                "wellKnown": self.state.well_known_count,
             }
             await _send_json(send, 200, payload)
             return
@@ -233,6 +356,24 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
     parser.add_argument("--list-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--status", type=int, help="answer every POST to the MCP path with this status")
     parser.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process dies")
+    parser.add_argument("--redirect-to", metavar="URL", help="answer every request to the MCP path with a redirect")
+    parser.add_argument("--redirect-status", type=int, default=307, metavar="N", help="status of --redirect-to")
+    parser.add_argument("--endless-body", action="store_true", help="a POST gets a JSON body that never ends")
+    parser.add_argument(
+        "--endless-sse-event", action="store_true", help="a POST gets an event stream with one never-ending event"
+    )
+    parser.add_argument("--trickle", action="store_true", help="a POST gets an event stream of comments, forever")
+    parser.add_argument("--description-size", type=int, metavar="BYTES", help="length of every tool description")
+    metadata = parser.add_argument_group("OAuth metadata (served with --oauth-challenge)")
+    metadata.add_argument("--resource-metadata", metavar="URL", help="resource_metadata named by the challenge")
+    metadata.add_argument("--authorization-server", metavar="URL", help="the one authorization server listed")
+    metadata.add_argument("--as-endpoint-base", metavar="URL", help="base URL of the endpoints in the AS metadata")
+    metadata.add_argument("--issuer", metavar="URL", help="issuer written in the AS metadata (default: base URL)")
+    metadata.add_argument("--no-prm", action="store_true", help="protected-resource metadata paths answer 404")
+    metadata.add_argument("--scope-count", type=int, default=1, metavar="N", help="scopes_supported entries")
+    metadata.add_argument(
+        "--metadata-format", choices=["json", "html", "array"], default="json", help="how the documents are sent"
+    )
     args = parser.parse_args(argv)
     required: tuple[str, str] | None = None
     if args.require_header is not None:
@@ -251,6 +392,19 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
         list_delay=args.list_delay,
         status=args.status,
         exit_with_parent=args.exit_with_parent,
+        redirect_to=args.redirect_to,
+        redirect_status=args.redirect_status,
+        endless_body=args.endless_body,
+        endless_sse_event=args.endless_sse_event,
+        trickle=args.trickle,
+        description_size=args.description_size,
+        resource_metadata=args.resource_metadata,
+        authorization_server=args.authorization_server,
+        as_endpoint_base=args.as_endpoint_base,
+        issuer=args.issuer,
+        no_prm=args.no_prm,
+        scope_count=args.scope_count,
+        metadata_format=args.metadata_format,
     )
 
 
