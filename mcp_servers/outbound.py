@@ -399,3 +399,8 @@ def guarded_client_factory(policy: OutboundPolicy | None = None) -> Callable[...
         )
 
     return factory
+
+
+def guarded_client(*, connect_seconds: float, read_seconds: float) -> httpx2.AsyncClient:
+    """One guarded client with the given timeouts (for calls outside the MCP transports, e.g. OAuth)."""
+    return guarded_client_factory()(timeout=httpx2.Timeout(read_seconds, connect=connect_seconds))

@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.ids import new_id
-from mcp_servers import client, outbound
+from mcp_servers import client, oauth, outbound
 from mcp_servers.labels import first_free_label, label_base
 from mcp_servers.models import AccessMode, McpServer, McpServerHeader, McpTool, SetupState, SyncStatus
 from mcp_servers.validation import HeaderInput, validate_display_name, validate_headers, validate_server_url
@@ -189,15 +189,8 @@ def mcp_server_sync(*, server_id: uuid.UUID | str, final_attempt: bool = True) -
             preferred_transport=server.transport_type,  # type: ignore[arg-type]
             limits=limits,
         )
-    except client.McpAuthRequired:
-        _fenced_update(
-            lease,
-            setup_state=SetupState.INCOMPLETE,
-            last_sync_status=SyncStatus.FAILED,
-            sync_error_message=AUTH_REQUIRED_MESSAGE,
-            requires_auth=True,
-        )
-        return SyncOutcome.AUTH_REQUIRED
+    except client.McpAuthRequired as exc:
+        return _record_auth_required(lease, server.server_url, exc.challenge, limits, final_attempt)
     except client.McpClientError as exc:
         if exc.transient and not final_attempt:
             _lease_release(lease)
@@ -216,6 +209,32 @@ def mcp_server_sync(*, server_id: uuid.UUID | str, final_attempt: bool = True) -
         _record_failure(lease, INTERNAL_ERROR_MESSAGE)
         raise
     return SyncOutcome.SUCCESS
+
+
+def _record_auth_required(
+    lease: _Lease, server_url: str, challenge: client.AuthChallenge, limits: client.SyncLimits, final_attempt: bool
+) -> SyncOutcome:
+    """Read the server's OAuth metadata (every URL in it is untrusted) and record that authorization is needed."""
+    http = outbound.guarded_client(connect_seconds=limits.connect_seconds, read_seconds=limits.read_seconds)
+    try:
+        oauth.discover(server_url, challenge, http, total_seconds=limits.total_seconds)
+    except outbound.DestinationRefused as exc:
+        _record_failure(lease, f"The server's OAuth metadata points to a destination that is not allowed: {exc}")
+        return SyncOutcome.FAILED
+    except oauth.OAuthDiscoveryError as exc:
+        if exc.transient and not final_attempt:
+            _lease_release(lease)
+            raise SyncRetryable(str(exc)) from None
+        _record_failure(lease, f"The server requires OAuth authorization, but its metadata is unusable: {exc}")
+        return SyncOutcome.FAILED
+    _fenced_update(
+        lease,
+        setup_state=SetupState.INCOMPLETE,
+        last_sync_status=SyncStatus.FAILED,
+        sync_error_message=AUTH_REQUIRED_MESSAGE,
+        requires_auth=True,
+    )
+    return SyncOutcome.AUTH_REQUIRED
 
 
 def _record_failure(lease: _Lease, message: str) -> None:

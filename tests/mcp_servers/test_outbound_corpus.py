@@ -263,6 +263,66 @@ def test_redirects_from_an_allowed_server_to_internal_ones(
     assert "redirect" in (server.sync_error_message or "").lower()
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"resource_metadata": "http://127.0.0.1:{c}/.well-known/oauth-protected-resource"},
+        {"resource_metadata": "http://[::ffff:127.0.0.1]:{c}/.well-known/oauth-protected-resource"},
+        {"resource_metadata": "http://169.254.169.254/latest/meta-data/iam/"},
+        {"resource_metadata": "http://loopback.test:{c}/.well-known/oauth-protected-resource"},
+        {"resource_metadata": "http://2130706433:{c}/prm"},
+        {"authorization_server": "http://127.0.0.1:{c}"},
+        {"authorization_server": "http://10.0.0.7"},
+        {"as_endpoint_base": "http://127.0.0.1:{c}"},
+        {"as_endpoint_base": "http://10.1.2.3"},
+        {"as_endpoint_base": "http://[fd00:ec2::254]"},
+    ],
+)
+def test_oauth_metadata_pointing_inside(
+    setup: Setup, mcp_server_factory: Any, settings: Any, options: dict[str, str]
+) -> None:
+    """A 401 whose resource_metadata, authorization server or endpoints point inside: refused, never fetched."""
+    setup.dns["loopback.test"] = [["127.0.0.1"]]
+    protected = mcp_server_factory(
+        oauth_challenge=True, **{key: value.format(c=setup.canary.port) for key, value in options.items()}
+    )
+    settings.MCP_OUTBOUND_ALLOWLIST = f"127.0.0.1:{protected.port}"
+    CONNECT_LOG.clear()
+    server = McpServer.objects.create(
+        organization=Organization.objects.get(),
+        display_name="protected",
+        server_url=protected.url,
+        server_label="protected",
+        last_sync_status=SyncStatus.PENDING,
+    )
+    mcp_server_sync(server_id=server.pk)
+    server.refresh_from_db()
+    assert set(CONNECT_LOG) <= {("127.0.0.1", protected.port)}
+    assert setup.canary.connections == 0
+    assert_refused(server)
+    assert server.requires_auth is False
+
+
+def test_oauth_metadata_control(setup: Setup, mcp_server_factory: Any, settings: Any) -> None:
+    protected = mcp_server_factory(oauth_challenge=True)
+    settings.MCP_OUTBOUND_ALLOWLIST = f"127.0.0.1:{protected.port}"
+    server = setup_row(protected.url)
+    mcp_server_sync(server_id=server.pk)
+    server.refresh_from_db()
+    assert (server.setup_state, server.requires_auth) == (SetupState.INCOMPLETE, True), server.sync_error_message
+    assert protected.requests()["wellKnown"] >= 2  # protected-resource and authorization-server metadata
+
+
+def setup_row(url: str) -> McpServer:
+    return McpServer.objects.create(
+        organization=Organization.objects.get(),
+        display_name=url[:120],
+        server_url=url,
+        server_label=f"row_{McpServer.objects.count()}",
+        last_sync_status=SyncStatus.PENDING,
+    )
+
+
 def test_allowed_controls_still_work(setup: Setup) -> None:
     direct = setup.sync(setup.legit_url)
     assert direct.setup_state == SetupState.CONNECTED
