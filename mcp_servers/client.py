@@ -33,7 +33,7 @@ import errno
 import functools
 import re
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar, cast
@@ -49,6 +49,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from pydantic import ValidationError
 
+from core import exception_groups
 from mcp_servers import outbound
 
 __all__ = [
@@ -229,14 +230,6 @@ async def alist_remote_tools(
 def _default_client_factory() -> HttpClientFactory:
     # Every request goes through the guarded client; the allowlist is read when the client is made.
     return outbound.guarded_client_factory()
-
-
-def _leaves(exc: BaseException) -> Iterator[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            yield from _leaves(inner)
-    else:
-        yield exc
 
 
 def _describe_host(url: httpx2.URL) -> str:
@@ -617,7 +610,7 @@ class _ToolLister:
     def translate(self, exc: BaseException) -> McpClientError | None:
         """Map any failure to an McpClientError; None for cancellation and non-Exception BaseExceptions."""
         cancelled = anyio.get_cancelled_exc_class()
-        leaves = [leaf for leaf in _leaves(exc) if not isinstance(leaf, cancelled)]
+        leaves = [leaf for leaf in exception_groups.leaves(exc) if not isinstance(leaf, cancelled)]
         if not leaves or any(not isinstance(leaf, Exception) for leaf in leaves):
             return None
         for leaf in leaves:

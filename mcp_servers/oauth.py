@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -54,6 +53,7 @@ from mcp.shared._httpx_utils import next_request_within_origin
 from mcp.shared.auth_utils import check_resource_allowed, resource_url_from_server_url
 from mcp_types import LATEST_PROTOCOL_VERSION
 
+from core import exception_groups
 from mcp_servers.client import AuthChallenge
 from mcp_servers.outbound import CheckedUrl, DestinationRefused, InvalidUrl, check_url, is_allowlisted
 
@@ -428,14 +428,6 @@ def _origin(checked: CheckedUrl) -> str:
     return f"{checked.scheme}://{_host(checked)}"
 
 
-def _leaves(exc: BaseException) -> Iterator[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            yield from _leaves(inner)
-    else:
-        yield exc
-
-
 def _find_refused(exc: BaseException) -> DestinationRefused | None:
     """The DestinationRefused behind ``exc``: itself, a cause or context of it, or one in an exception group."""
     pending: list[BaseException] = [exc]
@@ -457,7 +449,7 @@ def _find_refused(exc: BaseException) -> DestinationRefused | None:
 
 def _translate(exc: Exception, host: str, what: str) -> OAuthDiscoveryError | None:
     """An OAuthDiscoveryError for an HTTP client failure (alone or in a group); None for anything else."""
-    leaves = list(_leaves(exc))
+    leaves = list(exception_groups.leaves(exc))
     http_errors = (httpx2.HTTPError, httpx2.InvalidURL, httpx2.StreamError)
     if not leaves or not all(isinstance(leaf, http_errors) for leaf in leaves):
         return None

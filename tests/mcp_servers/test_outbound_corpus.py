@@ -113,18 +113,9 @@ def setup(organization: Organization, mcp_server_factory: Any, canary: Canary, f
     legit = mcp_server_factory(tools=2)
     settings.MCP_OUTBOUND_ALLOWLIST = f"127.0.0.1:{legit.port},localhost:{legit.port}"
     settings.MCP_SYNC_TOTAL_SECONDS = 5
-    counter = iter(range(10_000))
 
     def sync(url: str) -> McpServer:
-        # The row is written directly: literal tricks never pass the create-time check, but the sync
-        # path must refuse them on its own too (an allowlist can change, a URL can be old).
-        server = McpServer.objects.create(
-            organization=organization,
-            display_name=url[:120],
-            server_url=url,
-            server_label=f"corpus_{next(counter)}",
-            last_sync_status=SyncStatus.PENDING,
-        )
+        server = setup_row(url)
         start = len(CONNECT_LOG)
         mcp_server_sync(server_id=server.pk)
         tried = set(CONNECT_LOG[start:])
@@ -136,6 +127,18 @@ def setup(organization: Organization, mcp_server_factory: Any, canary: Canary, f
         return server
 
     return Setup(legit_url=legit.url, legit_port=legit.port, canary=canary, dns=fake_dns, sync=sync)
+
+
+def setup_row(url: str) -> McpServer:
+    """The row is written directly: literal tricks never pass the create-time check, but the sync path
+    must refuse them on its own too (an allowlist can change, a URL can be old)."""
+    return McpServer.objects.create(
+        organization=Organization.objects.get(),
+        display_name=url[:120],
+        server_url=url,
+        server_label=f"row_{McpServer.objects.count()}",
+        last_sync_status=SyncStatus.PENDING,
+    )
 
 
 def assert_refused(server: McpServer) -> None:
@@ -248,13 +251,7 @@ def test_redirects_from_an_allowed_server_to_internal_ones(
     redirector = mcp_server_factory(redirect_to=location, redirect_status=status)
     settings.MCP_OUTBOUND_ALLOWLIST = f"127.0.0.1:{setup.legit_port},127.0.0.1:{redirector.port}"
     CONNECT_LOG.clear()
-    server = McpServer.objects.create(
-        organization=Organization.objects.get(),
-        display_name="redirector",
-        server_url=redirector.url,
-        server_label="redirector",
-        last_sync_status=SyncStatus.PENDING,
-    )
+    server = setup_row(redirector.url)
     mcp_server_sync(server_id=server.pk)
     server.refresh_from_db()
     assert {entry for entry in CONNECT_LOG} <= {("127.0.0.1", redirector.port)}
@@ -288,13 +285,7 @@ def test_oauth_metadata_pointing_inside(
     )
     settings.MCP_OUTBOUND_ALLOWLIST = f"127.0.0.1:{protected.port}"
     CONNECT_LOG.clear()
-    server = McpServer.objects.create(
-        organization=Organization.objects.get(),
-        display_name="protected",
-        server_url=protected.url,
-        server_label="protected",
-        last_sync_status=SyncStatus.PENDING,
-    )
+    server = setup_row(protected.url)
     mcp_server_sync(server_id=server.pk)
     server.refresh_from_db()
     assert set(CONNECT_LOG) <= {("127.0.0.1", protected.port)}
@@ -311,16 +302,6 @@ def test_oauth_metadata_control(setup: Setup, mcp_server_factory: Any, settings:
     server.refresh_from_db()
     assert (server.setup_state, server.requires_auth) == (SetupState.INCOMPLETE, True), server.sync_error_message
     assert protected.requests()["wellKnown"] >= 2  # protected-resource and authorization-server metadata
-
-
-def setup_row(url: str) -> McpServer:
-    return McpServer.objects.create(
-        organization=Organization.objects.get(),
-        display_name=url[:120],
-        server_url=url,
-        server_label=f"row_{McpServer.objects.count()}",
-        last_sync_status=SyncStatus.PENDING,
-    )
 
 
 def test_allowed_controls_still_work(setup: Setup) -> None:
