@@ -109,6 +109,17 @@ FERNET_KEYS = env.list("FERNET_KEYS", default=[]) or [_required("FERNET_KEYS", "
 
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
+# OAuth toward MCP servers. Pre-registered clients, by issuer: a JSON object such as
+# {"https://auth.example.com": {"client_id": "...", "client_secret": "...", "token_endpoint_auth_method": "..."}}.
+MCP_OAUTH_CLIENTS = env.json("MCP_OAUTH_CLIENTS", default={})
+MCP_OAUTH_CLIENT_NAME = env.str("MCP_OAUTH_CLIENT_NAME", default="MCP connectors")
+# The client ID metadata document's URL (it is the client_id); empty means PUBLIC_BASE_URL/oauth/client-metadata.json,
+# which this service serves. Set it when the document is published elsewhere (it must be https).
+MCP_OAUTH_CLIENT_METADATA_URL = env.str("MCP_OAUTH_CLIENT_METADATA_URL", default="")
+# How long an authorization URL stays usable, and how early an access token is refreshed before it expires.
+MCP_OAUTH_STATE_TTL_SECONDS = env.int("MCP_OAUTH_STATE_TTL_SECONDS", default=900)
+MCP_OAUTH_REFRESH_SKEW_SECONDS = env.int("MCP_OAUTH_REFRESH_SKEW_SECONDS", default=60)
+
 # Outbound calls: destinations exempt from the address policy (host[:port] or CIDR[:port], comma separated).
 MCP_OUTBOUND_ALLOWLIST = env.str("MCP_OUTBOUND_ALLOWLIST", default="")
 # How long a create waits for the first tool sync before it answers with the server as it stands.

@@ -118,3 +118,59 @@ class McpTool(models.Model):
     @property
     def definition_changed_since_review(self) -> bool:
         return self.definition_hash != self.reviewed_definition_hash
+
+
+class OAuthClientSource(models.TextChoices):
+    PREREGISTERED = "PREREGISTERED"
+    CLIENT_METADATA_DOCUMENT = "CLIENT_METADATA_DOCUMENT"
+    DYNAMIC_REGISTRATION = "DYNAMIC_REGISTRATION"
+
+
+class McpServerOAuth(models.Model):
+    """How this service authorizes against one server: endpoints, its client identity, and its tokens.
+
+    The client secret and the tokens are encrypted and never leave the worker. The row is also the lock
+    that makes refreshes one at a time per server (a refresh token may be single-use).
+    """
+
+    server = models.OneToOneField(McpServer, on_delete=models.CASCADE, related_name="oauth")
+    issuer = models.CharField(max_length=2000)
+    authorization_endpoint = models.CharField(max_length=2000)
+    token_endpoint = models.CharField(max_length=2000)
+    revocation_endpoint = models.CharField(max_length=2000, null=True, blank=True)
+    iss_parameter_supported = models.BooleanField(default=False)
+    resource = models.CharField(max_length=2000)
+    scope = models.TextField(null=True, blank=True)
+    # What the last challenge said, so a re-authorization can discover again without a new 401.
+    resource_metadata_url = models.CharField(max_length=2000, null=True, blank=True)
+    challenge_scope = models.TextField(null=True, blank=True)
+    client_source = models.CharField(max_length=32, choices=OAuthClientSource.choices)
+    client_id = models.TextField()
+    client_secret = EncryptedTextField(null=True, blank=True)
+    token_endpoint_auth_method = models.CharField(max_length=32, default="none")
+    access_token = EncryptedTextField(null=True, blank=True)
+    refresh_token = EncryptedTextField(null=True, blank=True)
+    access_token_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"OAuth for {self.server_id}"
+
+
+class OAuthAuthorizationRequest(models.Model):
+    """One authorization URL handed out: its `state` (stored hashed), PKCE verifier, and single use."""
+
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False)
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="authorization_requests")
+    state_hash = models.CharField(max_length=64, unique=True)
+    code_verifier = EncryptedTextField()
+    redirect_uri = models.CharField(max_length=2000)
+    # Set when the callback claims the request; the code waits here (encrypted) for the worker to exchange it.
+    code = EncryptedTextField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Authorization request for {self.server_id}"

@@ -19,7 +19,7 @@ Security rules:
 * every URL is passed to ``mcp_servers.outbound.check_url`` before it is fetched (the resource metadata URL,
   every well-known URL, every redirect target) and so is every endpoint in the authorization server metadata;
   ``DestinationRefused`` propagates unchanged, also when an HTTP client wraps it, ``InvalidUrl`` becomes
-  ``OAuthDiscoveryError``;
+  ``OAuthError``;
 * the issuer and the authorization, token, registration and revocation endpoints must use https, unless their
   host is on ``MCP_OUTBOUND_ALLOWLIST`` (which is how local development and tests reach ``http://127.0.0.1``);
 * redirects are followed only within the origin of the request (``next_request_within_origin`` from the SDK) and
@@ -30,17 +30,21 @@ Security rules:
   for the MCP server, so every request is sent with only the headers built here and without client auth.
 
 Time is not bounded here beyond the client's own timeouts: wrap the call in ``anyio.fail_after`` for a total
-bound. ``str()`` of an ``OAuthDiscoveryError`` is a plain sentence naming at most a host; it never contains a
+bound. ``str()`` of an ``OAuthError`` is a plain sentence naming at most a host; it never contains a
 response body or a header value.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import json
+import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
-from urllib.parse import urlsplit
+from typing import Any, Final, TypeVar
+from urllib.parse import quote, urlencode, urlsplit
 
 import anyio
 import httpx2
@@ -60,11 +64,15 @@ from mcp_servers.outbound import CheckedUrl, DestinationRefused, InvalidUrl, che
 __all__ = [
     "MAX_REDIRECTS",
     "AuthorizationServerMetadata",
+    "ClientCredentials",
     "OAuthDiscovery",
-    "OAuthDiscoveryError",
+    "OAuthError",
+    "OAuthGrantRejected",
     "ProtectedResourceMetadata",
+    "TokenSet",
     "adiscover",
     "discover",
+    "run",
 ]
 
 MAX_REDIRECTS: Final = 3
@@ -99,6 +107,8 @@ class AuthorizationServerMetadata:
     scopes_supported: list[str] | None
     code_challenge_methods_supported: list[str] | None
     client_id_metadata_document_supported: bool
+    token_endpoint_auth_methods_supported: list[str] | None = None
+    authorization_response_iss_parameter_supported: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,8 +118,8 @@ class OAuthDiscovery:
     authorization_server: AuthorizationServerMetadata
 
 
-class OAuthDiscoveryError(Exception):
-    """Discovery failed; ``str(exc)`` is a plain sentence for a user, never a response body or header value.
+class OAuthError(Exception):
+    """An OAuth step failed; ``str(exc)`` is a plain sentence for a user, never a response body or header value.
 
     ``transient`` is true when trying again later may help (connection failures, timeouts, 429 and 5xx).
     """
@@ -158,7 +168,7 @@ async def _discover_and_close(
             with anyio.fail_after(total_seconds):
                 return await adiscover(server_url, challenge, http, max_document_bytes=max_document_bytes)
         except TimeoutError:
-            raise OAuthDiscoveryError(
+            raise OAuthError(
                 f"Reading the server's OAuth metadata took longer than {total_seconds:g} seconds.", transient=True
             ) from None
 
@@ -177,11 +187,11 @@ async def adiscover(
 
     Raises:
         DestinationRefused: a URL or endpoint is refused by the outbound address policy.
-        OAuthDiscoveryError: for every other failure.
+        OAuthError: for every other failure.
     """
     try:
         return await _Discovery(server_url, http, max_document_bytes).run(challenge)
-    except OAuthDiscoveryError as exc:
+    except OAuthError as exc:
         error = exc
     # Raised detached, so no HTTP client or URL-parsing exception rides along with the message.
     error.__cause__ = error.__context__ = None
@@ -226,7 +236,7 @@ class _Discovery:
         _require_https(checked_issuer, "The authorization server's issuer URL")
         parts = urlsplit(issuer)
         if parts.query:
-            raise OAuthDiscoveryError(f"The authorization server URL for {_host(checked_issuer)} is not an issuer.")
+            raise OAuthError(f"The authorization server URL for {_host(checked_issuer)} is not an issuer.")
         for url in build_oauth_authorization_server_metadata_discovery_urls(issuer, self.server_url):
             checked = _check(url, "An authorization server metadata URL")
             try:
@@ -235,9 +245,7 @@ class _Discovery:
                 continue
             return self._parse_authorization_server(document, checked, issuer)
         note = " (a redirect to another origin was not followed)" if self.redirect_refused else ""
-        raise OAuthDiscoveryError(
-            f"No OAuth authorization server metadata was found for {_host(checked_issuer)}{note}."
-        )
+        raise OAuthError(f"No OAuth authorization server metadata was found for {_host(checked_issuer)}{note}.")
 
     def _parse_protected_resource(self, document: dict[str, Any], source: CheckedUrl) -> ProtectedResourceMetadata:
         host = _host(source)
@@ -246,11 +254,11 @@ class _Discovery:
             servers = _optional_str_list(document, "authorization_servers")
             scopes = _optional_str_list(document, "scopes_supported")
         except _Malformed:
-            raise OAuthDiscoveryError(f"The OAuth {_PRM} from {host} is malformed.") from None
+            raise OAuthError(f"The OAuth {_PRM} from {host} is malformed.") from None
         if not servers:
-            raise OAuthDiscoveryError(f"The OAuth {_PRM} from {host} lists no authorization server.")
+            raise OAuthError(f"The OAuth {_PRM} from {host} lists no authorization server.")
         if resource is not None and not check_resource_allowed(resource_url_from_server_url(self.server_url), resource):
-            raise OAuthDiscoveryError(f"The OAuth {_PRM} from {host} describes a different resource.")
+            raise OAuthError(f"The OAuth {_PRM} from {host} describes a different resource.")
         return ProtectedResourceMetadata(resource=resource, authorization_servers=servers, scopes_supported=scopes)
 
     def _parse_authorization_server(
@@ -268,14 +276,16 @@ class _Discovery:
             cimd = document.get("client_id_metadata_document_supported")
             if cimd is not None and not isinstance(cimd, bool):
                 raise _Malformed
+            auth_methods = _optional_str_list(document, "token_endpoint_auth_methods_supported")
+            iss_supported = document.get("authorization_response_iss_parameter_supported")
+            if iss_supported is not None and not isinstance(iss_supported, bool):
+                raise _Malformed
         except _Malformed:
-            raise OAuthDiscoveryError(f"The OAuth {_ASM} from {host} is malformed.") from None
+            raise OAuthError(f"The OAuth {_ASM} from {host} is malformed.") from None
         # RFC 8414 section 3.3: simple string comparison, except that a root issuer with and without its trailing
         # slash name the same server (the SDK's rule).
         if not issuers_match(issuer, expected_issuer):
-            raise OAuthDiscoveryError(
-                f"The OAuth {_ASM} from {host} names a different issuer than the one it was fetched for."
-            )
+            raise OAuthError(f"The OAuth {_ASM} from {host} names a different issuer than the one it was fetched for.")
         endpoints = {
             "authorization": authorization_endpoint,
             "token": token_endpoint,
@@ -295,6 +305,8 @@ class _Discovery:
             scopes_supported=scopes,
             code_challenge_methods_supported=pkce_methods,
             client_id_metadata_document_supported=cimd is True,
+            token_endpoint_auth_methods_supported=auth_methods,
+            authorization_response_iss_parameter_supported=iss_supported is True,
         )
 
     async def _fetch_json(self, checked: CheckedUrl, what: str) -> dict[str, Any]:
@@ -303,18 +315,18 @@ class _Discovery:
         try:
             document = json.loads(body)
         except (ValueError, RecursionError):
-            raise OAuthDiscoveryError(f"The OAuth {what} from {host} is not valid JSON.") from None
+            raise OAuthError(f"The OAuth {what} from {host} is not valid JSON.") from None
         if not isinstance(document, dict):
-            raise OAuthDiscoveryError(f"The OAuth {what} from {host} is not a JSON object.")
+            raise OAuthError(f"The OAuth {what} from {host} is not a JSON object.")
         return document
 
     async def _fetch(self, checked: CheckedUrl, what: str) -> bytes:
         """GET one document, following same-origin redirects; raises _NotServed when there is none here."""
         refused: DestinationRefused | None = None
-        error: OAuthDiscoveryError | None = None
+        error: OAuthError | None = None
         try:
             return await self._fetch_following(checked, what)
-        except (OAuthDiscoveryError, _NotServed):
+        except (OAuthError, _NotServed):
             raise
         except Exception as exc:
             refused = _find_refused(exc)
@@ -342,7 +354,7 @@ class _Discovery:
                     current = _check(str(following.url), f"A redirect of the {what} request")
                     continue
                 if status == 429 or status >= 500:
-                    raise OAuthDiscoveryError(
+                    raise OAuthError(
                         f"The server at {_host(current)} answered the OAuth {what} request with HTTP {status}.",
                         transient=True,
                     )
@@ -361,7 +373,7 @@ class _Discovery:
         return request
 
     async def _read_bounded(self, response: httpx2.Response, checked: CheckedUrl, what: str) -> bytes:
-        too_large = OAuthDiscoveryError(
+        too_large = OAuthError(
             f"The OAuth {what} from {_host(checked)} is larger than {self.max_bytes} bytes, the most that is read."
         )
         declared = response.headers.get("content-length", "")
@@ -407,16 +419,16 @@ def _optional_str_list(document: dict[str, Any], key: str) -> list[str] | None:
 
 
 def _check(url: str, what: str) -> CheckedUrl:
-    """``check_url``; DestinationRefused propagates, InvalidUrl becomes OAuthDiscoveryError (without the URL)."""
+    """``check_url``; DestinationRefused propagates, InvalidUrl becomes OAuthError (without the URL)."""
     try:
         return check_url(url)
     except InvalidUrl:
-        raise OAuthDiscoveryError(f"{what} is not a valid http or https URL.") from None
+        raise OAuthError(f"{what} is not a valid http or https URL.") from None
 
 
 def _require_https(checked: CheckedUrl, what: str) -> None:
     if checked.scheme != "https" and not is_allowlisted(host=checked.host, port=checked.port, ip=checked.ip):
-        raise OAuthDiscoveryError(f"{what} at {_host(checked)} must use https.")
+        raise OAuthError(f"{what} at {_host(checked)} must use https.")
 
 
 def _host(checked: CheckedUrl) -> str:
@@ -447,19 +459,324 @@ def _find_refused(exc: BaseException) -> DestinationRefused | None:
     return None
 
 
-def _translate(exc: Exception, host: str, what: str) -> OAuthDiscoveryError | None:
-    """An OAuthDiscoveryError for an HTTP client failure (alone or in a group); None for anything else."""
+def _translate(exc: Exception, host: str, what: str) -> OAuthError | None:
+    """An OAuthError for an HTTP client failure (alone or in a group); None for anything else."""
     leaves = list(exception_groups.leaves(exc))
     http_errors = (httpx2.HTTPError, httpx2.InvalidURL, httpx2.StreamError)
     if not leaves or not all(isinstance(leaf, http_errors) for leaf in leaves):
         return None
     leaf = leaves[0]
     if isinstance(leaf, httpx2.TimeoutException):
-        return OAuthDiscoveryError(f"The server at {host} did not send the OAuth {what} in time.", transient=True)
+        return OAuthError(f"The server at {host} did not send the OAuth {what} in time.", transient=True)
     if isinstance(leaf, httpx2.ConnectError):
-        return OAuthDiscoveryError(f"Could not connect to {host} to fetch the OAuth {what}.", transient=True)
+        return OAuthError(f"Could not connect to {host} to fetch the OAuth {what}.", transient=True)
     if isinstance(leaf, httpx2.NetworkError | httpx2.RemoteProtocolError):
-        return OAuthDiscoveryError(f"The connection to {host} broke while fetching the OAuth {what}.", transient=True)
+        return OAuthError(f"The connection to {host} broke while fetching the OAuth {what}.", transient=True)
     if isinstance(leaf, httpx2.UnsupportedProtocol | httpx2.InvalidURL):
-        return OAuthDiscoveryError(f"The OAuth {what} URL for {host} is not a valid http or https URL.")
-    return OAuthDiscoveryError(f"Fetching the OAuth {what} from {host} failed ({type(leaf).__name__}).")
+        return OAuthError(f"The OAuth {what} URL for {host} is not a valid http or https URL.")
+    return OAuthError(f"Fetching the OAuth {what} from {host} failed ({type(leaf).__name__}).")
+
+
+# --- The authorization code flow (PKCE S256), client registration, token exchange, refresh, revocation ---
+
+_T = TypeVar("_T")
+MAX_TOKEN_RESPONSE_BYTES: Final = 64 * 1024
+_TOKEN_STEP = "token response"  # noqa: S105 - a label for messages, not a secret
+_REGISTRATION_STEP = "client registration"
+_REVOCATION_STEP = "token revocation"
+
+
+class OAuthGrantRejected(OAuthError):
+    """The authorization server refused a code or refresh token (`invalid_grant`): a person must authorize again."""
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    client_id: str
+    client_secret: str | None
+    auth_method: str  # "none", "client_secret_basic" or "client_secret_post"
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    access_token: str
+    refresh_token: str | None
+    expires_in: int | None
+    scope: str | None
+
+
+def same_issuer(a: str, b: str) -> bool:
+    """RFC 8414 issuer comparison (a root issuer with and without its trailing slash count as one)."""
+    return issuers_match(a, b)
+
+
+def new_state() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A PKCE code verifier (RFC 7636: 43 to 128 characters) and its S256 challenge."""
+    verifier = secrets.token_urlsafe(64)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=")
+    return verifier, challenge.decode("ascii")
+
+
+def supports_pkce_s256(metadata: AuthorizationServerMetadata) -> bool:
+    """The MCP spec (2025-11-25) forbids proceeding unless the server advertises S256."""
+    return "S256" in (metadata.code_challenge_methods_supported or [])
+
+
+def resource_for(server_url: str, discovery: OAuthDiscovery) -> str:
+    """The RFC 8707 resource indicator: the protected resource's own identifier, else the canonical server URL."""
+    prm = discovery.protected_resource
+    if prm is not None and prm.resource:
+        return prm.resource
+    return resource_url_from_server_url(server_url)
+
+
+def select_scope(challenge: AuthChallenge, discovery: OAuthDiscovery) -> str | None:
+    """The spec's order: the challenge's `scope`, else every scope the resource lists, else none (omit it)."""
+    if challenge.scope:
+        return challenge.scope
+    prm = discovery.protected_resource
+    if prm is not None and prm.scopes_supported:
+        return " ".join(prm.scopes_supported)
+    return None
+
+
+def authorization_url(
+    metadata: AuthorizationServerMetadata,
+    *,
+    client_id: str,
+    redirect_uri: str,
+    state: str,
+    code_challenge: str,
+    resource: str,
+    scope: str | None,
+) -> str:
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "state": state,
+        "code_challenge": code_challenge,
+        "code_challenge_method": "S256",
+        "resource": resource,
+    }
+    if scope:
+        params["scope"] = scope
+    separator = "&" if urlsplit(metadata.authorization_endpoint).query else "?"
+    return f"{metadata.authorization_endpoint}{separator}{urlencode(params)}"
+
+
+def client_metadata(*, client_name: str, redirect_uri: str, scope: str | None, auth_method: str) -> dict[str, Any]:
+    """RFC 7591 client metadata, for dynamic registration and for a client ID metadata document."""
+    metadata: dict[str, Any] = {
+        "client_name": client_name,
+        "redirect_uris": [redirect_uri],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": auth_method,
+    }
+    if scope:
+        metadata["scope"] = scope
+    return metadata
+
+
+def registration_auth_method(metadata: AuthorizationServerMetadata) -> str:
+    """A confidential client when the server takes one (RFC 8414's default is client_secret_basic)."""
+    supported = metadata.token_endpoint_auth_methods_supported or ["client_secret_basic"]
+    for method in ("client_secret_basic", "client_secret_post", "none"):
+        if method in supported:
+            return method
+    return "none"
+
+
+async def aregister_client(
+    http: httpx2.AsyncClient, metadata: AuthorizationServerMetadata, client: dict[str, Any]
+) -> ClientCredentials:
+    """Dynamic client registration (RFC 7591)."""
+    if metadata.registration_endpoint is None:
+        raise OAuthError("The authorization server does not offer dynamic client registration.")
+    document = await _post(http, metadata.registration_endpoint, _REGISTRATION_STEP, json_body=client)
+    client_id = document.get("client_id")
+    secret = document.get("client_secret")
+    if not isinstance(client_id, str) or not client_id or (secret is not None and not isinstance(secret, str)):
+        raise OAuthError("The authorization server's client registration response is malformed.")
+    method = document.get("token_endpoint_auth_method", client["token_endpoint_auth_method"])
+    if method not in ("none", "client_secret_basic", "client_secret_post") or (method != "none" and not secret):
+        method = "none" if not secret else "client_secret_basic"
+    return ClientCredentials(client_id=client_id, client_secret=secret, auth_method=method)
+
+
+async def aexchange_code(
+    http: httpx2.AsyncClient,
+    token_endpoint: str,
+    client: ClientCredentials,
+    *,
+    code: str,
+    code_verifier: str,
+    redirect_uri: str,
+    resource: str,
+) -> TokenSet:
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": code_verifier,
+        "redirect_uri": redirect_uri,
+        "resource": resource,
+    }
+    return _token_set(await _post(http, token_endpoint, _TOKEN_STEP, form=form, client=client))
+
+
+async def arefresh(
+    http: httpx2.AsyncClient,
+    token_endpoint: str,
+    client: ClientCredentials,
+    *,
+    refresh_token: str,
+    resource: str,
+    scope: str | None,
+) -> TokenSet:
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "resource": resource}
+    if scope:
+        form["scope"] = scope
+    return _token_set(await _post(http, token_endpoint, _TOKEN_STEP, form=form, client=client))
+
+
+async def arevoke(http: httpx2.AsyncClient, revocation_endpoint: str, client: ClientCredentials, *, token: str) -> None:
+    """RFC 7009 revocation; a server that answers 200 has revoked it (or never knew it)."""
+    form = {"token": token}
+    await _post(http, revocation_endpoint, _REVOCATION_STEP, form=form, client=client, expect_json=False)
+
+
+def run(http: httpx2.AsyncClient, call: Callable[[httpx2.AsyncClient], Awaitable[_T]], total_seconds: float) -> _T:
+    """Run one OAuth call from blocking code (a Celery task) within `total_seconds`; closes `http`."""
+
+    async def main() -> _T:
+        async with http:
+            try:
+                with anyio.fail_after(total_seconds):
+                    return await call(http)
+            except TimeoutError:
+                raise OAuthError(
+                    f"The authorization server did not answer within {total_seconds:g} seconds.", transient=True
+                ) from None
+
+    return anyio.run(main)
+
+
+def _token_set(document: dict[str, Any]) -> TokenSet:
+    access = document.get("access_token")
+    token_type = document.get("token_type", "Bearer")
+    refresh = document.get("refresh_token")
+    expires_in = document.get("expires_in")
+    scope = document.get("scope")
+    if isinstance(expires_in, str) and expires_in.isdigit():
+        expires_in = int(expires_in)
+    if (
+        not isinstance(access, str)
+        or not access
+        or not isinstance(token_type, str)
+        or token_type.lower() != "bearer"
+        or (refresh is not None and not isinstance(refresh, str))
+        or (expires_in is not None and (not isinstance(expires_in, int) or isinstance(expires_in, bool)))
+        or (scope is not None and not isinstance(scope, str))
+    ):
+        raise OAuthError("The authorization server's token response is malformed.")
+    return TokenSet(access_token=access, refresh_token=refresh or None, expires_in=expires_in, scope=scope)
+
+
+async def _post(
+    http: httpx2.AsyncClient,
+    url: str,
+    what: str,
+    *,
+    form: dict[str, str] | None = None,
+    json_body: dict[str, Any] | None = None,
+    client: ClientCredentials | None = None,
+    expect_json: bool = True,
+) -> dict[str, Any]:
+    """POST to an endpoint of the authorization server: no redirects, bounded answer, errors as OAuthError.
+
+    Only the headers built here leave (the client's defaults may carry the MCP server's static headers).
+    """
+    checked = _check(url, f"The authorization server's {what} endpoint")
+    host = _host(checked)
+    headers = {"accept": "application/json", "accept-encoding": "identity"}
+    if client is not None and form is not None:
+        # client_id always goes in the form too: servers commonly require it even with Basic authentication.
+        form = {**form, "client_id": client.client_id}
+        if client.auth_method == "client_secret_basic" and client.client_secret is not None:
+            pair = f"{quote(client.client_id, safe='')}:{quote(client.client_secret, safe='')}"
+            headers["authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        elif client.auth_method == "client_secret_post" and client.client_secret is not None:
+            form["client_secret"] = client.client_secret
+    request = http.build_request("POST", checked.url, data=form, json=json_body, headers=headers)
+    for name in list(request.headers.keys()):
+        if (
+            name.lower() not in _KEPT_CLIENT_HEADERS
+            and name.lower() not in headers
+            and name.lower()
+            not in (
+                "content-type",
+                "content-length",
+            )
+        ):
+            del request.headers[name]
+    refused: DestinationRefused | None = None
+    error: OAuthError | None = None
+    try:
+        response = await http.send(request, stream=True, auth=None, follow_redirects=False)
+        try:
+            body = await _read_limited(response, host, what)
+        finally:
+            await response.aclose()
+    except OAuthError:
+        raise
+    except Exception as exc:
+        refused = _find_refused(exc)
+        if refused is None:
+            error = _translate(exc, host, what)
+            if error is None:
+                raise
+    if refused is not None:
+        raise refused
+    if error is not None:
+        raise error
+    return _interpret(response.status_code, body, host, what, expect_json)
+
+
+async def _read_limited(response: httpx2.Response, host: str, what: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_TOKEN_RESPONSE_BYTES:
+            raise OAuthError(f"The {what} from {host} is larger than {MAX_TOKEN_RESPONSE_BYTES} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _interpret(status: int, body: bytes, host: str, what: str, expect_json: bool) -> dict[str, Any]:
+    document: Any = None
+    try:
+        document = json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        document = None
+    if 200 <= status < 300:
+        if not expect_json:
+            return {}
+        if not isinstance(document, dict):
+            raise OAuthError(f"The {what} from {host} is not a JSON object.")
+        return document
+    code = document.get("error") if isinstance(document, dict) else None
+    if status in (400, 401) and code == "invalid_grant":
+        # The server's error_description is not repeated: it is text from a remote party.
+        raise OAuthGrantRejected(f"The authorization server at {host} rejected the grant (invalid_grant).")
+    if status == 429 or status >= 500:
+        raise OAuthError(f"The authorization server at {host} answered the {what} with HTTP {status}.", transient=True)
+    if 300 <= status < 400:
+        raise OAuthError(f"The authorization server at {host} redirected the {what}; redirects are not followed.")
+    detail = f" ({code})" if isinstance(code, str) and code.replace("_", "").isalnum() and len(code) < 64 else ""
+    raise OAuthError(f"The authorization server at {host} refused the {what} with HTTP {status}{detail}.")

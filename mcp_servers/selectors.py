@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 
 from django.db.models import Prefetch, QuerySet
 
@@ -32,16 +33,23 @@ def mcp_server_get(*, organization: Organization, server_id: str | uuid.UUID) ->
 
 
 def mcp_server_wait_for_sync(*, server_id: uuid.UUID, timeout: float) -> None:
-    """Wait up to `timeout` seconds for the server's pending sync to settle (in-process syncs already have).
+    """Wait up to `timeout` seconds for the server's pending sync to settle (in-process syncs already have)."""
+    _wait(server_id, timeout, lambda status, _auth_url: status != SyncStatus.PENDING)
 
-    Polls one indexed primary-key lookup with a growing interval (20 ms up to 250 ms).
-    """
+
+def mcp_server_wait_for_new_auth_url(*, server_id: uuid.UUID, previous: str | None, timeout: float) -> None:
+    """Wait up to `timeout` seconds for the worker to hand out an authorization URL other than `previous`."""
+    _wait(server_id, timeout, lambda _status, auth_url: auth_url is not None and auth_url != previous)
+
+
+def _wait(server_id: uuid.UUID, timeout: float, done: Callable[[str | None, str | None], bool]) -> None:
+    """Poll one primary-key lookup with a growing interval (20 ms up to 250 ms) until `done` or the timeout."""
     deadline = time.monotonic() + timeout
     interval = 0.02
     while True:
-        status = McpServer.objects.filter(pk=server_id).values_list("last_sync_status", flat=True).first()
+        row = McpServer.objects.filter(pk=server_id).values_list("last_sync_status", "auth_url").first()
         remaining = deadline - time.monotonic()
-        if status != SyncStatus.PENDING or remaining <= 0:
+        if row is None or done(*row) or remaining <= 0:
             return
         time.sleep(min(interval, remaining))
         interval = min(interval * 1.5, 0.25)

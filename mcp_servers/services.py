@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.ids import new_id
-from mcp_servers import client, oauth, outbound
+from mcp_servers import client, oauth, oauth_services, outbound
 from mcp_servers.labels import first_free_label, label_base
 from mcp_servers.models import AccessMode, McpServer, McpServerHeader, McpTool, SetupState, SyncStatus
 from mcp_servers.validation import HeaderInput, validate_display_name, validate_headers, validate_server_url
@@ -33,7 +33,11 @@ _LABEL_ATTEMPTS = 20
 # A lease outlives the longest sync it covers, and stays well under the broker's visibility timeout
 # so that a redelivered message (after a worker died holding the lease) finds it expired.
 _LEASE_MARGIN = timedelta(seconds=15)
-AUTH_REQUIRED_MESSAGE = "The server requires OAuth authorization before its tools can be synced."
+AUTH_REQUIRED_MESSAGE = "The server requires OAuth authorization: open the authorization URL to connect it."
+AUTH_EXPIRED_MESSAGE = (
+    "The OAuth authorization expired or was revoked, and refreshing it failed: open the new authorization URL."
+)
+REAUTHORIZE_MESSAGE = "Re-authorization requested: open the authorization URL."
 INTERNAL_ERROR_MESSAGE = "The sync stopped on an internal error; it will be retried on the next sync."
 
 
@@ -167,7 +171,7 @@ def mcp_server_sync(*, server_id: uuid.UUID | str, final_attempt: bool = True) -
     every other outcome is written to the row.
     """
     limits = sync_limits()
-    server = McpServer.objects.filter(pk=server_id).only("id", "server_url", "transport_type").first()
+    server = McpServer.objects.select_related("oauth").filter(pk=server_id).first()
     if server is None:
         return SyncOutcome.SKIPPED
     lease = _lease_acquire(server.pk, limits, timezone.now())
@@ -183,19 +187,18 @@ def mcp_server_sync(*, server_id: uuid.UUID | str, final_attempt: bool = True) -
         return SyncOutcome.FAILED
     try:
         headers = dict(McpServerHeader.objects.filter(server_id=server.pk).values_list("key", "value"))
-        listing = client.list_remote_tools(
-            server.server_url,
-            headers,
-            preferred_transport=server.transport_type,  # type: ignore[arg-type]
-            limits=limits,
-        )
+        listing = _list_tools_authorized(server, headers, limits)
     except client.McpAuthRequired as exc:
-        return _record_auth_required(lease, server.server_url, exc.challenge, limits, final_attempt)
-    except client.McpClientError as exc:
+        return _record_auth_required(lease, server, exc.challenge, limits, final_attempt, AUTH_REQUIRED_MESSAGE)
+    except oauth.OAuthGrantRejected:
+        challenge = oauth_services.stored_challenge(server.oauth)
+        return _record_auth_required(lease, server, challenge, limits, final_attempt, AUTH_EXPIRED_MESSAGE)
+    except (oauth.OAuthError, client.McpClientError) as exc:
         if exc.transient and not final_attempt:
             _lease_release(lease)
             raise SyncRetryable(str(exc)) from None
-        _record_failure(lease, str(exc))
+        prefix = "Refreshing the OAuth access token failed: " if isinstance(exc, oauth.OAuthError) else ""
+        _record_failure(lease, f"{prefix}{exc}")
         return SyncOutcome.FAILED
     except BaseException:
         # A bug or a time limit: record it plainly (the traceback goes to the log, not the row).
@@ -211,30 +214,76 @@ def mcp_server_sync(*, server_id: uuid.UUID | str, final_attempt: bool = True) -
     return SyncOutcome.SUCCESS
 
 
+def _list_tools_authorized(server: McpServer, headers: dict[str, str], limits: client.SyncLimits) -> client.ToolListing:
+    """List tools, sending the OAuth access token when the server has one (refreshed first if it is expiring).
+
+    A token refused before its expiry (revoked, or rotated by another party) is refreshed once and retried.
+    """
+    has_oauth = hasattr(server, "oauth")
+    token = oauth_services.oauth_access_token(server_id=server.pk, limits=limits) if has_oauth else None
+    for attempt in range(2):
+        request_headers = headers
+        if token is not None:
+            request_headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            request_headers["Authorization"] = f"Bearer {token}"
+        try:
+            return client.list_remote_tools(
+                server.server_url,
+                request_headers,
+                preferred_transport=server.transport_type,  # type: ignore[arg-type]
+                limits=limits,
+            )
+        except client.McpAuthRequired:
+            if token is None or attempt == 1:
+                raise
+            token = oauth_services.oauth_access_token(server_id=server.pk, limits=limits, refused_token=token)
+            if token is None:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _record_auth_required(
-    lease: _Lease, server_url: str, challenge: client.AuthChallenge, limits: client.SyncLimits, final_attempt: bool
+    lease: _Lease,
+    server: McpServer,
+    challenge: client.AuthChallenge,
+    limits: client.SyncLimits,
+    final_attempt: bool,
+    message: str,
+    *,
+    keep_state: bool = False,
 ) -> SyncOutcome:
-    """Read the server's OAuth metadata (every URL in it is untrusted) and record that authorization is needed."""
-    http = outbound.guarded_client(connect_seconds=limits.connect_seconds, read_seconds=limits.read_seconds)
+    """Start an authorization (every URL the server hands out is untrusted) and record its URL on the row."""
     try:
-        oauth.discover(server_url, challenge, http, total_seconds=limits.total_seconds)
+        auth_url = oauth_services.oauth_authorization_start(server=server, challenge=challenge, limits=limits)
     except outbound.DestinationRefused as exc:
         _record_failure(lease, f"The server's OAuth metadata points to a destination that is not allowed: {exc}")
         return SyncOutcome.FAILED
-    except oauth.OAuthDiscoveryError as exc:
+    except oauth.OAuthError as exc:
         if exc.transient and not final_attempt:
             _lease_release(lease)
             raise SyncRetryable(str(exc)) from None
-        _record_failure(lease, f"The server requires OAuth authorization, but its metadata is unusable: {exc}")
+        _record_failure(lease, f"The server requires OAuth authorization, but it cannot be started: {exc}")
         return SyncOutcome.FAILED
-    _fenced_update(
-        lease,
-        setup_state=SetupState.INCOMPLETE,
-        last_sync_status=SyncStatus.FAILED,
-        sync_error_message=AUTH_REQUIRED_MESSAGE,
-        requires_auth=True,
-    )
+    fields: dict[str, Any] = {"requires_auth": True, "auth_url": auth_url, "sync_error_message": message}
+    if not keep_state:
+        fields.update(setup_state=SetupState.INCOMPLETE, last_sync_status=SyncStatus.FAILED)
+    _fenced_update(lease, **fields)
     return SyncOutcome.AUTH_REQUIRED
+
+
+def mcp_server_authorize_again(
+    *, server_id: uuid.UUID | str, message: str, final_attempt: bool = True, keep_state: bool = False
+) -> SyncOutcome:
+    """A fresh authorization URL for a server that uses OAuth (a re-authorization, or after a failed exchange)."""
+    limits = sync_limits()
+    server = McpServer.objects.select_related("oauth").filter(pk=server_id).first()
+    if server is None or not hasattr(server, "oauth"):
+        return SyncOutcome.SKIPPED
+    lease = _lease_acquire(server.pk, limits, timezone.now())
+    if lease is None:
+        return SyncOutcome.SKIPPED
+    challenge = oauth_services.stored_challenge(server.oauth)
+    return _record_auth_required(lease, server, challenge, limits, final_attempt, message, keep_state=keep_state)
 
 
 def _record_failure(lease: _Lease, message: str) -> None:
@@ -374,3 +423,12 @@ def mcp_tool_set_access_mode(*, tool: McpTool, access_mode: AccessMode | str) ->
         locked.reviewed_definition_hash = locked.definition_hash
         locked.save(update_fields=["access_mode", "reviewed_definition_hash", "updated_at"])
     return locked
+
+
+def mcp_server_authorization_failed(*, request_id: uuid.UUID | str, message: str) -> None:
+    """The code could not be exchanged: say so and hand out a new authorization URL (the old one is used up)."""
+    from mcp_servers.models import OAuthAuthorizationRequest
+
+    server_id = OAuthAuthorizationRequest.objects.filter(pk=request_id).values_list("server_id", flat=True).first()
+    if server_id is not None:
+        mcp_server_authorize_again(server_id=server_id, message=message)

@@ -4,27 +4,50 @@ import random
 
 from celery import Task, shared_task
 
-from mcp_servers.services import SyncRetryable, mcp_server_sync
+from mcp_servers import services
+from mcp_servers.oauth_services import AuthorizationNotCompleted, oauth_authorization_complete
+from mcp_servers.services import SyncRetryable, mcp_server_authorize_again, mcp_server_sync, sync_limits
 
 MAX_RETRIES = 3
+_TASK_OPTIONS = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "max_retries": MAX_RETRIES}
 
 
 def _backoff_seconds(retries: int) -> float:
     return float(2 ** (retries + 1)) + random.uniform(0, 1)  # noqa: S311 - jitter, not crypto
 
 
-@shared_task(
-    bind=True,
-    name="mcp_servers.sync_server_tools",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=MAX_RETRIES,
-    ignore_result=True,
-)
+@shared_task(name="mcp_servers.sync_server_tools", ignore_result=True, **_TASK_OPTIONS)
 def sync_server_tools(self: Task, server_id: str) -> None:
     """Sync one server's tools. Receives the id only; quiet if the server is gone; retries transient errors."""
-    final_attempt = self.request.retries >= MAX_RETRIES
     try:
-        mcp_server_sync(server_id=server_id, final_attempt=final_attempt)
+        mcp_server_sync(server_id=server_id, final_attempt=self.request.retries >= MAX_RETRIES)
+    except SyncRetryable:
+        raise self.retry(countdown=_backoff_seconds(self.request.retries)) from None
+
+
+@shared_task(name="mcp_servers.oauth_complete_authorization", ignore_result=True, **_TASK_OPTIONS)
+def oauth_complete_authorization(self: Task, request_id: str) -> None:
+    """Exchange an accepted authorization's code for tokens, then sync. The code waits encrypted in the database."""
+    try:
+        server_id = oauth_authorization_complete(request_id=request_id, limits=sync_limits())
+    except AuthorizationNotCompleted as exc:
+        if exc.transient and self.request.retries < MAX_RETRIES:
+            raise self.retry(countdown=_backoff_seconds(self.request.retries)) from None
+        services.mcp_server_authorization_failed(request_id=request_id, message=str(exc))
+        return
+    if server_id is not None:
+        mcp_server_sync(server_id=server_id)
+
+
+@shared_task(name="mcp_servers.oauth_reauthorize", ignore_result=True, **_TASK_OPTIONS)
+def oauth_reauthorize(self: Task, server_id: str) -> None:
+    """A fresh authorization URL for a server, on request (its current tokens stay until new ones arrive)."""
+    try:
+        mcp_server_authorize_again(
+            server_id=server_id,
+            message=services.REAUTHORIZE_MESSAGE,
+            final_attempt=self.request.retries >= MAX_RETRIES,
+            keep_state=True,
+        )
     except SyncRetryable:
         raise self.retry(countdown=_backoff_seconds(self.request.retries)) from None

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from organizations.models import Membership, Organization
 from organizations.services import api_key_create, membership_set, organization_create
 
-pytest_plugins = ["tests.servers.fixtures"]
+pytest_plugins = ["tests.servers.fixtures", "tests.servers.oauth_fixtures"]
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

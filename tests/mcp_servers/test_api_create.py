@@ -104,12 +104,17 @@ def test_rejected_headers_are_broken_with_a_message_naming_them(admin: Caller, m
 
 
 @pytest.mark.django_db(transaction=True)
-def test_oauth_challenge_is_incomplete_and_requires_auth(admin: Caller, mcp_server_factory: Any) -> None:
+def test_oauth_challenge_is_incomplete_with_an_authorization_url(
+    admin: Caller, mcp_server_factory: Any, settings: Any
+) -> None:
     server = mcp_server_factory(oauth_challenge=True)
+    settings.MCP_OAUTH_CLIENTS = {server.base_url: {"client_id": "preregistered-client"}}
     response = admin.client.post(admin.create_url(), {**VALID, "serverUrl": server.url}, format="json")
     data = response.json()["data"]
     assert_matches_contract(201, response.json())
     assert (data["setupState"], data["lastSyncStatus"], data["requiresAuth"]) == ("INCOMPLETE", "FAILED", True)
+    assert data["authUrl"].startswith(f"{server.base_url}/authorize?")
+    assert "client_id=preregistered-client" in data["authUrl"]
     assert data["tools"] == []
 
 

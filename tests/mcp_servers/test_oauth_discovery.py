@@ -15,7 +15,7 @@ from mcp_servers.client import AuthChallenge, McpAuthRequired, list_remote_tools
 from mcp_servers.oauth import (
     MAX_REDIRECTS,
     OAuthDiscovery,
-    OAuthDiscoveryError,
+    OAuthError,
     adiscover,
     discover,
 )
@@ -59,7 +59,7 @@ def run_with_transport(
     return anyio.run(go)
 
 
-def assert_plain(exc: OAuthDiscoveryError, *forbidden: str) -> None:
+def assert_plain(exc: OAuthError, *forbidden: str) -> None:
     message = str(exc)
     assert message.endswith(".")
     for text in forbidden:
@@ -153,7 +153,7 @@ def test_authorization_server_on_another_server(mcp_server_factory: Factory) -> 
 def test_issuer_mismatch_is_an_error(mcp_server_factory: Factory) -> None:
     server = mcp_server_factory(oauth_challenge=True, issuer="https://evil.example")
 
-    with pytest.raises(OAuthDiscoveryError) as caught:
+    with pytest.raises(OAuthError) as caught:
         run_discovery(server.url, NO_CHALLENGE_URL)
 
     assert "different issuer" in str(caught.value)
@@ -174,7 +174,7 @@ def test_resource_of_another_server_is_refused(mcp_server_factory: Factory) -> N
     other = mcp_server_factory(oauth_challenge=True)
     server = mcp_server_factory(oauth_challenge=True)
 
-    with pytest.raises(OAuthDiscoveryError) as caught:
+    with pytest.raises(OAuthError) as caught:
         run_discovery(server.url, challenge_for(f"{other.base_url}{PRM_PATH}"))
 
     assert "different resource" in str(caught.value)
@@ -230,7 +230,7 @@ def test_plain_http_endpoints_need_the_allowlist(mcp_server_factory: Factory, se
     plain = mcp_server_factory(oauth_challenge=True, as_endpoint_base="http://93.184.215.14")
     tls = mcp_server_factory(oauth_challenge=True, as_endpoint_base="https://93.184.215.14")
 
-    with pytest.raises(OAuthDiscoveryError) as caught:
+    with pytest.raises(OAuthError) as caught:
         run_discovery(plain.url, NO_CHALLENGE_URL)
     found = run_discovery(tls.url, NO_CHALLENGE_URL)
 
@@ -242,7 +242,7 @@ def test_plain_http_endpoints_need_the_allowlist(mcp_server_factory: Factory, se
 def test_plain_http_issuer_outside_the_allowlist_is_refused(mcp_server_factory: Factory, settings: Any) -> None:
     server = mcp_server_factory(oauth_challenge=True, authorization_server="http://93.184.215.14")
 
-    with pytest.raises(OAuthDiscoveryError) as caught:
+    with pytest.raises(OAuthError) as caught:
         run_discovery(server.url, NO_CHALLENGE_URL)
 
     assert "must use https" in str(caught.value)
@@ -251,7 +251,7 @@ def test_plain_http_issuer_outside_the_allowlist_is_refused(mcp_server_factory: 
 
 @pytest.mark.parametrize("metadata_url", ["ftp://127.0.0.1/x", "http://user:pw@127.0.0.1/x", "/relative", "http://"])
 def test_invalid_resource_metadata_url_is_a_discovery_error(mcp_server: RunningMcpServer, metadata_url: str) -> None:
-    with pytest.raises(OAuthDiscoveryError) as caught:
+    with pytest.raises(OAuthError) as caught:
         run_discovery(mcp_server.url, challenge_for(metadata_url))
 
     assert_plain(caught.value, "pw", "ftp")
@@ -265,7 +265,7 @@ def test_oversized_document_is_refused(mcp_server_factory: Factory) -> None:
     server = mcp_server_factory(oauth_challenge=True, scope_count=60_000)  # about 1.5 MB of scopes
 
     started = time.monotonic()
-    with pytest.raises(OAuthDiscoveryError) as caught:
+    with pytest.raises(OAuthError) as caught:
         run_discovery(server.url, NO_CHALLENGE_URL)
 
     assert "larger than 1000000 bytes" in str(caught.value)
@@ -276,7 +276,7 @@ def test_oversized_document_is_refused(mcp_server_factory: Factory) -> None:
 def test_document_bound_is_configurable(mcp_server_factory: Factory) -> None:
     server = mcp_server_factory(oauth_challenge=True)
 
-    with pytest.raises(OAuthDiscoveryError) as caught:
+    with pytest.raises(OAuthError) as caught:
         run_discovery(server.url, NO_CHALLENGE_URL, max_document_bytes=64)
 
     assert "larger than 64 bytes" in str(caught.value)
@@ -286,7 +286,7 @@ def test_declared_length_over_the_bound_is_refused_unread() -> None:
     def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, headers={"content-length": str(10 * MIB)}, content=b"{}")
 
-    with pytest.raises(OAuthDiscoveryError, match="larger than"):
+    with pytest.raises(OAuthError, match="larger than"):
         run_with_transport(handler, "https://mcp.example.com/mcp", NO_CHALLENGE_URL)
 
 
@@ -294,7 +294,7 @@ def test_declared_length_over_the_bound_is_refused_unread() -> None:
 def test_non_json_documents_are_refused(mcp_server_factory: Factory, metadata_format: str, problem: str) -> None:
     server = mcp_server_factory(oauth_challenge=True, metadata_format=metadata_format)
 
-    with pytest.raises(OAuthDiscoveryError) as caught:
+    with pytest.raises(OAuthError) as caught:
         run_discovery(server.url, NO_CHALLENGE_URL)
 
     assert problem in str(caught.value)
@@ -314,7 +314,7 @@ def test_malformed_protected_resource_metadata(document: bytes) -> None:
     def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, content=document)
 
-    with pytest.raises(OAuthDiscoveryError) as caught:
+    with pytest.raises(OAuthError) as caught:
         run_with_transport(handler, "https://mcp.example.com/mcp", NO_CHALLENGE_URL)
 
     assert_plain(caught.value)
@@ -328,7 +328,7 @@ def test_missing_token_endpoint_is_malformed() -> None:
             200, json={"issuer": "https://mcp.example.com", "authorization_endpoint": "https://mcp.example.com/a"}
         )
 
-    with pytest.raises(OAuthDiscoveryError, match="malformed"):
+    with pytest.raises(OAuthError, match="malformed"):
         run_with_transport(handler, "https://mcp.example.com/mcp", NO_CHALLENGE_URL)
 
 
@@ -374,7 +374,7 @@ def test_server_errors_stop_discovery_and_are_transient() -> None:
     def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(503, text="<h1>secret internals</h1>")
 
-    with pytest.raises(OAuthDiscoveryError) as caught:
+    with pytest.raises(OAuthError) as caught:
         run_with_transport(handler, "https://mcp.example.com/mcp", NO_CHALLENGE_URL)
 
     assert caught.value.transient
@@ -389,7 +389,7 @@ def test_metadata_requests_carry_no_client_credentials() -> None:
         sent.append(request.headers)
         return httpx2.Response(404)
 
-    with pytest.raises(OAuthDiscoveryError):
+    with pytest.raises(OAuthError):
         run_with_transport(
             handler,
             "https://mcp.example.com/mcp",
@@ -413,7 +413,7 @@ def test_cross_origin_redirect_is_not_followed(mcp_server_factory: Factory) -> N
     target = mcp_server_factory(oauth_challenge=True)
     redirector = mcp_server_factory(redirect_to=f"{target.base_url}{PRM_PATH}/mcp")
 
-    with pytest.raises(OAuthDiscoveryError) as caught:
+    with pytest.raises(OAuthError) as caught:
         run_discovery(redirector.url, challenge_for(redirector.url))
 
     assert target.requests()["wellKnown"] == 0
@@ -448,7 +448,7 @@ def test_connection_failure_names_the_host(mcp_server_factory: Factory) -> None:
     server = mcp_server_factory()
     server.stop()
 
-    with pytest.raises(OAuthDiscoveryError) as caught:
+    with pytest.raises(OAuthError) as caught:
         run_discovery(server.url, NO_CHALLENGE_URL)
 
     assert f"127.0.0.1:{server.port}" in str(caught.value)

@@ -297,6 +297,7 @@ def test_oauth_metadata_pointing_inside(
 def test_oauth_metadata_control(setup: Setup, mcp_server_factory: Any, settings: Any) -> None:
     protected = mcp_server_factory(oauth_challenge=True)
     settings.MCP_OUTBOUND_ALLOWLIST = f"127.0.0.1:{protected.port}"
+    settings.MCP_OAUTH_CLIENTS = {protected.base_url: {"client_id": "preregistered-client"}}
     server = setup_row(protected.url)
     mcp_server_sync(server_id=server.pk)
     server.refresh_from_db()

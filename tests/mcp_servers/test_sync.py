@@ -92,13 +92,29 @@ def test_refused_headers_are_broken(mcp_server_factory: Any, make_server: Callab
     assert "not-the-key" not in (server.sync_error_message or "")
 
 
-def test_oauth_challenge_requires_auth(mcp_server_factory: Any, make_server: Callable[..., McpServer]) -> None:
-    server = make_server(mcp_server_factory(oauth_challenge=True).url)
+def test_oauth_challenge_requires_auth(
+    mcp_server_factory: Any, make_server: Callable[..., McpServer], settings: Any
+) -> None:
+    remote = mcp_server_factory(oauth_challenge=True)
+    settings.MCP_OAUTH_CLIENTS = {remote.base_url: {"client_id": "preregistered-client"}}
+    server = make_server(remote.url)
     assert mcp_server_sync(server_id=server.pk) is SyncOutcome.AUTH_REQUIRED
     server.refresh_from_db()
     assert (server.setup_state, server.last_sync_status) == (SetupState.INCOMPLETE, SyncStatus.FAILED)
     assert server.requires_auth is True
     assert server.sync_error_message == AUTH_REQUIRED_MESSAGE
+    assert (server.auth_url or "").startswith(f"{remote.base_url}/authorize?")
+
+
+def test_oauth_without_a_way_to_register_is_broken(
+    mcp_server_factory: Any, make_server: Callable[..., McpServer]
+) -> None:
+    """The plain test server advertises a registration endpoint it does not serve: nothing to authorize with."""
+    server = make_server(mcp_server_factory(oauth_challenge=True).url)
+    assert mcp_server_sync(server_id=server.pk) is SyncOutcome.FAILED
+    server.refresh_from_db()
+    assert server.setup_state == SetupState.BROKEN
+    assert "registration" in (server.sync_error_message or ""), server.sync_error_message
 
 
 def test_a_server_that_disappears(mcp_server_factory: Any, make_server: Callable[..., McpServer]) -> None:
