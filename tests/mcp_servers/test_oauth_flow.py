@@ -239,3 +239,22 @@ def test_state_is_bound_to_one_server(admin: Caller, oauth_mcp_server_factory: A
     assert get(admin, first["id"])["setupState"] == "CONNECTED"
     assert get(admin, second["id"])["setupState"] == "INCOMPLETE"
     assert McpServer.objects.get(pk=uuid.UUID(second["id"])).oauth.access_token is None
+
+
+def test_the_admin_reauthorize_action(admin: Caller, oauth_mcp_server_factory: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    remote = oauth_mcp_server_factory()
+    created = create(admin, remote.url)
+    callback(approve(created["authUrl"]))
+    superuser = get_user_model().objects.create_superuser("root", "root@example.test", "pw-for-tests-only")
+    browser = BrowserClient()
+    browser.force_login(superuser)
+    response = browser.post(
+        "/admin/mcp_servers/mcpserver/", {"action": "reauthorize", "_selected_action": [created["id"]]}, follow=True
+    )
+    assert response.status_code == 200
+    assert b"fresh authorization URL" in response.content
+    server = get(admin, created["id"])
+    assert (server["setupState"], server["requiresAuth"]) == ("CONNECTED", True)
+    assert server["authUrl"] != created["authUrl"]
