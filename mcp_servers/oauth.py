@@ -51,6 +51,7 @@ import httpx2
 from mcp.client.auth.utils import (
     build_oauth_authorization_server_metadata_discovery_urls,
     build_protected_resource_metadata_discovery_urls,
+    is_valid_client_metadata_url,
     issuers_match,
 )
 from mcp.shared._httpx_utils import next_request_within_origin
@@ -508,6 +509,11 @@ class TokenSet:
 def same_issuer(a: str, b: str) -> bool:
     """RFC 8414 issuer comparison (a root issuer with and without its trailing slash count as one)."""
     return issuers_match(a, b)
+
+
+def usable_client_metadata_url(url: str) -> bool:
+    """A client ID metadata document URL must be https with a path (the MCP spec)."""
+    return is_valid_client_metadata_url(url)
 
 
 def new_state() -> str:

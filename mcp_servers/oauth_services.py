@@ -15,7 +15,6 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from mcp.client.auth.utils import is_valid_client_metadata_url
 
 from mcp_servers import client, oauth, outbound
 from mcp_servers.models import (
@@ -146,7 +145,7 @@ def _client_identity(
     ):
         return _credentials(existing), OAuthClientSource(existing.client_source)
     document_url = client_metadata_document_url()
-    if metadata.client_id_metadata_document_supported and is_valid_client_metadata_url(document_url):
+    if metadata.client_id_metadata_document_supported and oauth.usable_client_metadata_url(document_url):
         return oauth.ClientCredentials(client_id=document_url, client_secret=None, auth_method="none"), (
             OAuthClientSource.CLIENT_METADATA_DOCUMENT
         )
