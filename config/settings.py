@@ -160,6 +160,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # `?format=` belongs to the API (the tool catalog's format), not to DRF's renderer selection.
+    "URL_FORMAT_OVERRIDE": None,
 }
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

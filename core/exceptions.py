@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -85,6 +86,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's EXCEPTION_HANDLER: every error, expected or not, leaves in the contract's envelope."""
     set_rollback()
     headers: dict[str, str] = {}
+    if isinstance(exc, Http404 | DjangoPermissionDenied):
+        return Response(error_body("NotFound", "Not found."), status=404)
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.title, exc.detail), status=exc.status_code)
     if isinstance(exc, drf_exceptions.APIException):

@@ -174,3 +174,35 @@ class OAuthAuthorizationRequest(models.Model):
 
     def __str__(self) -> str:
         return f"Authorization request for {self.server_id}"
+
+
+class McpServerAccess(models.Model):
+    """A member allowed to use a server that not everyone in the organization can access."""
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="access_grants")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mcp_server_grants")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["server", "user"], name="unique_access_grant")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} on {self.server_id}"
+
+
+class OAuthRevocation(models.Model):
+    """Tokens of a deleted (or re-pointed) server, waiting for the worker to revoke them at the server.
+
+    The server row is gone by then, so what the revocation needs is kept here, encrypted, and only this
+    row's id crosses the broker. The row is deleted once the revocation was attempted.
+    """
+
+    revocation_endpoint = models.CharField(max_length=2000)
+    client_id = models.TextField()
+    client_secret = EncryptedTextField(null=True, blank=True)
+    token_endpoint_auth_method = models.CharField(max_length=32, default="none")
+    token = EncryptedTextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Revocation {self.pk}"

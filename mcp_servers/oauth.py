@@ -590,9 +590,13 @@ def client_metadata(*, client_name: str, redirect_uri: str, scope: str | None, a
 
 
 def registration_auth_method(metadata: AuthorizationServerMetadata) -> str:
-    """A confidential client when the server takes one (RFC 8414's default is client_secret_basic)."""
+    """A confidential client when the server takes one (RFC 8414's default is client_secret_basic).
+
+    client_secret_post comes first when both are offered: some servers (the MCP SDK's among them) want the
+    secret in the form at their revocation endpoint whatever the method, and the form works everywhere then.
+    """
     supported = metadata.token_endpoint_auth_methods_supported or ["client_secret_basic"]
-    for method in ("client_secret_basic", "client_secret_post", "none"):
+    for method in ("client_secret_post", "client_secret_basic", "none"):
         if method in supported:
             return method
     return "none"

@@ -22,6 +22,7 @@ from mcp_servers.models import (
     McpServerOAuth,
     OAuthAuthorizationRequest,
     OAuthClientSource,
+    OAuthRevocation,
     SyncStatus,
 )
 
@@ -229,7 +230,11 @@ def oauth_callback_accept(*, state: str | None, code: str | None, error: str | N
 def _queue_on_commit(kind: str, object_id: uuid.UUID) -> None:
     from mcp_servers import tasks  # tasks import services
 
-    task = tasks.oauth_complete_authorization if kind == "complete" else tasks.oauth_reauthorize
+    task = {
+        "complete": tasks.oauth_complete_authorization,
+        "reauthorize": tasks.oauth_reauthorize,
+        "revoke": tasks.oauth_revoke,
+    }[kind]
     transaction.on_commit(lambda: task.delay(str(object_id)))
 
 
@@ -368,3 +373,62 @@ def mcp_server_reauthorize_request(*, server: McpServer) -> None:
         raise ValidationError("serverUrl", "this server has not asked for OAuth authorization.")
     with transaction.atomic():
         _queue_on_commit("reauthorize", server.pk)
+
+
+# --- Discarding credentials --------------------------------------------------------------------------------
+
+
+def oauth_credentials_discard(*, server: McpServer) -> None:
+    """Forget a server's OAuth credentials (it is deleted, or now points elsewhere): its pending authorizations
+    go, and its tokens are queued for revocation at the authorization server when it offers revocation.
+
+    Call inside the caller's transaction; the revocations are queued after commit.
+    """
+    OAuthAuthorizationRequest.objects.filter(server=server).delete()
+    row = McpServerOAuth.objects.filter(server=server).first()
+    if row is None:
+        return
+    if row.revocation_endpoint:
+        # The refresh token first: revoking it ends the whole grant on most servers.
+        for token in (row.refresh_token, row.access_token):
+            if token:
+                revocation = OAuthRevocation.objects.create(
+                    revocation_endpoint=row.revocation_endpoint,
+                    client_id=row.client_id,
+                    client_secret=row.client_secret,
+                    token_endpoint_auth_method=row.token_endpoint_auth_method,
+                    token=token,
+                )
+                _queue_on_commit("revoke", revocation.pk)  # type: ignore[arg-type]
+    row.delete()
+
+
+def oauth_revoke(*, revocation_id: int | str, limits: client.SyncLimits, final_attempt: bool = True) -> bool:
+    """Revoke one queued token (RFC 7009) and forget it. False when it is gone or the server refused it."""
+    revocation = OAuthRevocation.objects.filter(pk=revocation_id).first()
+    if revocation is None:
+        return False
+    credentials = oauth.ClientCredentials(
+        client_id=revocation.client_id,
+        client_secret=revocation.client_secret,
+        auth_method=revocation.token_endpoint_auth_method,
+    )
+    token, endpoint = revocation.token, revocation.revocation_endpoint
+    try:
+        oauth.run(
+            _guarded(limits),
+            lambda http: oauth.arevoke(http, endpoint, credentials, token=token),
+            limits.total_seconds,
+        )
+    except oauth.OAuthError as exc:
+        if exc.transient and not final_attempt:
+            raise
+        logger.warning("oauth token revocation failed: %s", exc)
+        revocation.delete()
+        return False
+    except outbound.DestinationRefused:
+        logger.warning("oauth token revocation refused by the outbound policy")
+        revocation.delete()
+        return False
+    revocation.delete()
+    return True

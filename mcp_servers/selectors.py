@@ -4,10 +4,10 @@ import time
 import uuid
 from collections.abc import Callable
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
-from core.exceptions import NotFound
-from mcp_servers.models import McpServer, McpTool, SyncStatus
+from core.exceptions import NotFound, ValidationError
+from mcp_servers.models import AccessMode, McpServer, McpServerAccess, McpTool, SetupState, SyncStatus
 from organizations.models import Organization
 
 _TOOL_FIELDS = ("id", "server_id", "name", "description", "read_only_hint", "access_mode", "found_in_server")
@@ -53,3 +53,62 @@ def _wait(server_id: uuid.UUID, timeout: float, done: Callable[[str | None, str 
             return
         time.sleep(min(interval, remaining))
         interval = min(interval * 1.5, 0.25)
+
+
+def mcp_servers_page(
+    *, organization: Organization, limit: int, cursor: str | None
+) -> tuple[list[McpServer], str | None]:
+    """Newest first (ids are UUIDv7), `limit` at a time after the `cursor` id; two queries whatever the sizes."""
+    servers = mcp_servers_with_tools().filter(organization=organization).order_by("-id")
+    if cursor:
+        try:
+            servers = servers.filter(pk__lt=uuid.UUID(cursor))
+        except ValueError:
+            raise ValidationError("cursor", "is not a valid cursor (use pagination.nextCursor).") from None
+    rows = list(servers[: limit + 1])
+    if len(rows) > limit:
+        return rows[:limit], str(rows[limit - 1].pk)
+    return rows, None
+
+
+def mcp_server_tools(*, server: McpServer) -> QuerySet[McpTool]:
+    return McpTool.objects.filter(server=server).order_by("name")
+
+
+def mcp_tool_get(*, server: McpServer, tool_id: str) -> McpTool:
+    try:
+        tool_uuid = uuid.UUID(tool_id)
+    except ValueError:
+        raise NotFound("Tool not found.") from None
+    tool = McpTool.objects.filter(server=server, pk=tool_uuid).first()
+    if tool is None:
+        raise NotFound("Tool not found.")
+    return tool
+
+
+def mcp_server_access_list(*, server: McpServer) -> QuerySet[McpServerAccess]:
+    return McpServerAccess.objects.filter(server=server).select_related("user").order_by("created_at")
+
+
+def mcp_tool_catalog(*, organization: Organization, user_id: int, is_admin: bool) -> list[McpTool]:
+    """The tools a member's AI models may use: connected servers the member may access (every server for an
+    admin), tools the server still lists, nothing BLOCKED. One query."""
+    servers = McpServer.objects.filter(organization=organization, setup_state=SetupState.CONNECTED)
+    if not is_admin:
+        servers = servers.filter(Q(everyone_in_organization_can_access=True) | Q(access_grants__user_id=user_id))
+    return list(
+        McpTool.objects.filter(server__in=servers.values("pk"), found_in_server=True)
+        .exclude(access_mode=AccessMode.BLOCKED)
+        .select_related("server")
+        .only(
+            "id",
+            "name",
+            "title",
+            "description",
+            "input_schema",
+            "annotations",
+            "access_mode",
+            "server__id",
+            "server__server_label",
+        )
+    )

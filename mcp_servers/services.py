@@ -18,10 +18,19 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.exceptions import NotFound, ValidationError
 from core.ids import new_id
 from mcp_servers import client, oauth, oauth_services, outbound
 from mcp_servers.labels import first_free_label, label_base
-from mcp_servers.models import AccessMode, McpServer, McpServerHeader, McpTool, SetupState, SyncStatus
+from mcp_servers.models import (
+    AccessMode,
+    McpServer,
+    McpServerAccess,
+    McpServerHeader,
+    McpTool,
+    SetupState,
+    SyncStatus,
+)
 from mcp_servers.validation import HeaderInput, validate_display_name, validate_headers, validate_server_url
 from organizations.models import Organization
 from organizations.services import organization_start_trial
@@ -432,3 +441,105 @@ def mcp_server_authorization_failed(*, request_id: uuid.UUID | str, message: str
     server_id = OAuthAuthorizationRequest.objects.filter(pk=request_id).values_list("server_id", flat=True).first()
     if server_id is not None:
         mcp_server_authorize_again(server_id=server_id, message=message)
+
+
+# --- Managing a server ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    server: McpServer
+    resync_queued: bool
+
+
+def mcp_server_update(
+    *,
+    server: McpServer,
+    display_name: str | None = None,
+    server_url: str | None = None,
+    headers: Sequence[HeaderInput] | None = None,
+    set_headers: Sequence[HeaderInput] = (),
+    remove_headers: Sequence[str] = (),
+    everyone_in_organization_can_access: bool | None = None,
+) -> UpdateResult:
+    """Change what a caller may change; `serverLabel` never changes. Header values stay write-only: replace
+    them all (`headers`), or set and remove some by key without sending the others again. A new URL or new
+    headers queue a re-sync; a new URL also discards the OAuth credentials (they belong to the old server)."""
+    if headers is not None and (set_headers or remove_headers):
+        raise ValidationError("headers", "send either headers (to replace them all) or setHeaders/removeHeaders.")
+    changes: dict[str, Any] = {}
+    if display_name is not None:
+        changes["display_name"] = validate_display_name(display_name)
+    url_changed = False
+    if server_url is not None:
+        checked = validate_server_url(server_url)
+        url_changed = checked.url != server.server_url
+        changes["server_url"] = checked.url
+    if everyone_in_organization_can_access is not None:
+        changes["everyone_in_organization_can_access"] = everyone_in_organization_can_access
+
+    current = [HeaderInput(key=h.key, value=h.value) for h in McpServerHeader.objects.filter(server=server)]
+    final: list[HeaderInput] | None = None
+    if headers is not None:
+        final = validate_headers(headers)
+    elif set_headers or remove_headers:
+        upserts = validate_headers(set_headers, field_name="setHeaders")
+        by_key = {h.key.lower(): h for h in current}
+        for index, key in enumerate(remove_headers):
+            if by_key.pop(key.strip().lower(), None) is None:
+                raise ValidationError(f"removeHeaders[{index}]", f"there is no header named '{key}'.")
+        for header in upserts:
+            by_key[header.key.lower()] = header
+        final = validate_headers(list(by_key.values()))
+    headers_changed = final is not None and [(h.key, h.value) for h in final] != [(h.key, h.value) for h in current]
+    resync = url_changed or headers_changed
+
+    with transaction.atomic():
+        locked = McpServer.objects.select_for_update().get(pk=server.pk)
+        for name, value in changes.items():
+            setattr(locked, name, value)
+        if url_changed:
+            oauth_services.oauth_credentials_discard(server=locked)
+            locked.transport_type = None
+            locked.requires_auth = False
+            locked.auth_url = None
+        if resync:
+            locked.last_sync_status = SyncStatus.PENDING
+            _queue_sync_on_commit(locked.pk)
+        locked.save()
+        if headers_changed and final is not None:
+            McpServerHeader.objects.filter(server=locked).delete()
+            McpServerHeader.objects.bulk_create(
+                McpServerHeader(server=locked, key=h.key, key_normalized=h.key.lower(), value=h.value, position=i)
+                for i, h in enumerate(final)
+            )
+    return UpdateResult(server=locked, resync_queued=resync)
+
+
+def mcp_server_delete(*, server: McpServer) -> None:
+    """Delete the server with its tools, headers and credentials; its OAuth tokens are revoked by the worker."""
+    with transaction.atomic():
+        oauth_services.oauth_credentials_discard(server=server)
+        server.delete()
+
+
+def mcp_server_sync_request(*, server: McpServer) -> None:
+    """Queue a re-sync now. A sync already running is not run twice: the queued one finds the lease held,
+    and the running one's outcome is what the caller sees."""
+    with transaction.atomic():
+        McpServer.objects.filter(pk=server.pk).update(last_sync_status=SyncStatus.PENDING, updated_at=timezone.now())
+        _queue_sync_on_commit(server.pk)
+
+
+def mcp_server_access_grant(*, server: McpServer, user_id: int) -> McpServerAccess:
+    from organizations.models import Membership
+
+    if not Membership.objects.filter(organization_id=server.organization_id, user_id=user_id).exists():
+        raise ValidationError("userId", "is not a member of this organization.")
+    grant, _ = McpServerAccess.objects.get_or_create(server=server, user_id=user_id)
+    return grant
+
+
+def mcp_server_access_revoke(*, server: McpServer, user_id: int) -> None:
+    if not McpServerAccess.objects.filter(server=server, user_id=user_id).delete()[0]:
+        raise NotFound("No such access grant.")

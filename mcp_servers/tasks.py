@@ -51,3 +51,15 @@ def oauth_reauthorize(self: Task, server_id: str) -> None:
         )
     except SyncRetryable:
         raise self.retry(countdown=_backoff_seconds(self.request.retries)) from None
+
+
+@shared_task(name="mcp_servers.oauth_revoke", ignore_result=True, **_TASK_OPTIONS)
+def oauth_revoke(self: Task, revocation_id: str) -> None:
+    """Revoke one token of a deleted or re-pointed server at its authorization server; retries transient errors."""
+    from mcp_servers import oauth
+    from mcp_servers.oauth_services import oauth_revoke as revoke
+
+    try:
+        revoke(revocation_id=revocation_id, limits=sync_limits(), final_attempt=self.request.retries >= MAX_RETRIES)
+    except oauth.OAuthError:
+        raise self.retry(countdown=_backoff_seconds(self.request.retries)) from None

@@ -62,14 +62,14 @@ def validate_server_url(value: str) -> CheckedUrl:
         raise ValidationError("serverUrl", f"{exc}.") from None
 
 
-def validate_headers(headers: Sequence[HeaderInput]) -> list[HeaderInput]:
+def validate_headers(headers: Sequence[HeaderInput], *, field_name: str = "headers") -> list[HeaderInput]:
     if len(headers) > MAX_HEADERS:
-        raise ValidationError("headers", f"at most {MAX_HEADERS} headers are allowed.")
+        raise ValidationError(field_name, f"at most {MAX_HEADERS} headers are allowed.")
     seen: set[str] = set()
     total = 0
     cleaned: list[HeaderInput] = []
     for index, header in enumerate(headers):
-        field = f"headers[{index}]"
+        field = f"{field_name}[{index}]"
         key = header.key.strip()
         if not key:
             raise ValidationError(f"{field}.key", "must not be empty.")
@@ -88,5 +88,5 @@ def validate_headers(headers: Sequence[HeaderInput]) -> list[HeaderInput]:
         total += len(key) + len(header.value)
         cleaned.append(HeaderInput(key=key, value=header.value.strip(" \t")))
     if total > HEADERS_TOTAL_MAX:
-        raise ValidationError("headers", f"all headers together must be at most {HEADERS_TOTAL_MAX} characters.")
+        raise ValidationError(field_name, f"all headers together must be at most {HEADERS_TOTAL_MAX} characters.")
     return cleaned

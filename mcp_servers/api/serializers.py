@@ -8,7 +8,7 @@ from typing import Any
 from rest_framework import serializers
 
 from core.exceptions import ValidationError
-from mcp_servers.models import McpServer, McpTool
+from mcp_servers.models import AccessMode, McpServer, McpTool
 
 
 class StrictCharField(serializers.CharField):
@@ -106,4 +106,65 @@ def mcp_server_output(server: McpServer) -> dict[str, Any]:
         "updatedAt": _timestamp(server.updated_at),
         "authUrl": server.auth_url,
         "requiresAuth": server.requires_auth,
+    }
+
+
+class McpServerUpdateInputSerializer(serializers.Serializer):
+    displayName = StrictCharField(required=False)
+    serverUrl = StrictCharField(required=False)
+    headers = HeaderInputSerializer(many=True, required=False)
+    setHeaders = HeaderInputSerializer(many=True, required=False)
+    removeHeaders = serializers.ListField(child=StrictCharField(), required=False)
+    everyoneInOrganizationCanAccess = StrictBooleanField(required=False)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict) and "serverLabel" in data:
+            raise ValidationError("serverLabel", "cannot be changed; it is derived once, at creation.")
+        return super().to_internal_value(data)
+
+
+class ToolUpdateInputSerializer(serializers.Serializer):
+    accessMode = serializers.ChoiceField(choices=AccessMode.choices)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict) and not isinstance(data.get("accessMode", ""), str):
+            raise ValidationError("accessMode", "must be one of ALWAYS_ALLOW, NEEDS_APPROVAL, BLOCKED.")
+        return super().to_internal_value(data)
+
+
+class AccessGrantInputSerializer(serializers.Serializer):
+    email = StrictCharField()
+
+
+def list_params(query: Any) -> tuple[int, str | None]:
+    """`limit` (1-100, default 50) and `cursor` from the query string."""
+    raw = query.get("limit")
+    limit = 50
+    if raw is not None:
+        if not raw.isdigit() or not 1 <= int(raw) <= 100:
+            raise ValidationError("limit", "must be a whole number from 1 to 100.")
+        limit = int(raw)
+    return limit, query.get("cursor") or None
+
+
+def tool_detail_output(tool: McpTool) -> dict[str, Any]:
+    """A tool with what an admin needs to review it (beyond the contract's tool object)."""
+    return {
+        **tool_output(tool),
+        "title": tool.title,
+        "inputSchema": tool.input_schema,
+        "annotations": tool.annotations,
+        "definitionChangedSinceReview": tool.definition_changed_since_review,
+        "createdAt": _timestamp(tool.created_at),
+        "updatedAt": _timestamp(tool.updated_at),
+    }
+
+
+def access_output(server: McpServer, grants: Any) -> dict[str, Any]:
+    return {
+        "everyoneInOrganizationCanAccess": server.everyone_in_organization_can_access,
+        "members": [
+            {"userId": str(grant.user_id), "email": grant.user.email, "grantedAt": _timestamp(grant.created_at)}
+            for grant in grants
+        ],
     }

@@ -1,17 +1,18 @@
 from django.urls import path
 
-from mcp_servers.api.views import McpServerCollectionApi, McpServerDetailApi, McpServerReauthorizeApi
+from mcp_servers.api import views
+
+_SERVERS = "organizations/<str:org_id>/mcp-servers"
+_SERVER = f"{_SERVERS}/<str:server_id>"
 
 urlpatterns = [
-    path("organizations/<str:org_id>/mcp-servers", McpServerCollectionApi.as_view(), name="mcp-server-collection"),
-    path(
-        "organizations/<str:org_id>/mcp-servers/<str:server_id>",
-        McpServerDetailApi.as_view(),
-        name="mcp-server-detail",
-    ),
-    path(
-        "organizations/<str:org_id>/mcp-servers/<str:server_id>/reauthorize",
-        McpServerReauthorizeApi.as_view(),
-        name="mcp-server-reauthorize",
-    ),
+    path(_SERVERS, views.McpServerCollectionApi.as_view(), name="mcp-server-collection"),
+    path(_SERVER, views.McpServerDetailApi.as_view(), name="mcp-server-detail"),
+    path(f"{_SERVER}/sync", views.McpServerSyncApi.as_view(), name="mcp-server-sync"),
+    path(f"{_SERVER}/reauthorize", views.McpServerReauthorizeApi.as_view(), name="mcp-server-reauthorize"),
+    path(f"{_SERVER}/tools", views.McpServerToolsApi.as_view(), name="mcp-server-tools"),
+    path(f"{_SERVER}/tools/<str:tool_id>", views.McpToolDetailApi.as_view(), name="mcp-tool-detail"),
+    path(f"{_SERVER}/access", views.McpServerAccessApi.as_view(), name="mcp-server-access"),
+    path(f"{_SERVER}/access/<str:user_id>", views.McpServerAccessDetailApi.as_view(), name="mcp-server-access-detail"),
+    path("organizations/<str:org_id>/mcp-tools", views.McpToolCatalogApi.as_view(), name="mcp-tool-catalog"),
 ]

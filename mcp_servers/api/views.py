@@ -1,20 +1,73 @@
 from __future__ import annotations
 
+from typing import cast
+
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mcp_servers.api.serializers import McpServerCreateInputSerializer, mcp_server_output, validated_input
+from core.exceptions import ValidationError
+from mcp_servers import tool_catalog
+from mcp_servers.api.serializers import (
+    AccessGrantInputSerializer,
+    McpServerCreateInputSerializer,
+    McpServerUpdateInputSerializer,
+    ToolUpdateInputSerializer,
+    access_output,
+    list_params,
+    mcp_server_output,
+    tool_detail_output,
+    validated_input,
+)
+from mcp_servers.models import AccessMode
 from mcp_servers.oauth_services import mcp_server_reauthorize_request
-from mcp_servers.selectors import mcp_server_get, mcp_server_wait_for_new_auth_url, mcp_server_wait_for_sync
-from mcp_servers.services import mcp_server_create
+from mcp_servers.selectors import (
+    mcp_server_access_list,
+    mcp_server_get,
+    mcp_server_tools,
+    mcp_server_wait_for_new_auth_url,
+    mcp_server_wait_for_sync,
+    mcp_servers_page,
+    mcp_tool_catalog,
+    mcp_tool_get,
+)
+from mcp_servers.services import (
+    mcp_server_access_grant,
+    mcp_server_access_revoke,
+    mcp_server_create,
+    mcp_server_delete,
+    mcp_server_sync_request,
+    mcp_server_update,
+    mcp_tool_set_access_mode,
+)
 from mcp_servers.validation import HeaderInput
 from organizations.authentication import authenticated_user
-from organizations.selectors import organization_get_for_admin
+from organizations.models import Organization
+from organizations.selectors import organization_get_for_admin, organization_get_for_member
+
+
+def _admin_org(request: Request, org_id: str) -> Organization:
+    return organization_get_for_admin(user=authenticated_user(request), organization_id=org_id)
+
+
+def _headers(items: list[dict[str, str]] | None) -> list[HeaderInput] | None:
+    return None if items is None else [HeaderInput(key=h["key"], value=h["value"]) for h in items]
 
 
 class McpServerCollectionApi(APIView):
+    def get(self, request: Request, org_id: str) -> Response:
+        organization = _admin_org(request, org_id)
+        limit, cursor = list_params(request.query_params)
+        servers, next_cursor = mcp_servers_page(organization=organization, limit=limit, cursor=cursor)
+        return Response(
+            {
+                "data": [mcp_server_output(server) for server in servers],
+                "pagination": {"nextCursor": next_cursor, "hasMore": next_cursor is not None},
+            }
+        )
+
     def post(self, request: Request, org_id: str) -> Response:
         user = authenticated_user(request)
         organization = organization_get_for_admin(user=user, organization_id=org_id)
@@ -24,7 +77,7 @@ class McpServerCollectionApi(APIView):
             created_by=user,
             display_name=data["displayName"],
             server_url=data["serverUrl"],
-            headers=[HeaderInput(key=h["key"], value=h["value"]) for h in data["headers"]],
+            headers=_headers(data["headers"]) or [],
             everyone_in_organization_can_access=data["everyoneInOrganizationCanAccess"],
         )
         mcp_server_wait_for_sync(server_id=server.pk, timeout=settings.MCP_SYNC_WAIT_SECONDS)
@@ -34,8 +87,42 @@ class McpServerCollectionApi(APIView):
 
 class McpServerDetailApi(APIView):
     def get(self, request: Request, org_id: str, server_id: str) -> Response:
-        organization = organization_get_for_admin(user=authenticated_user(request), organization_id=org_id)
+        server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
+        return Response({"data": mcp_server_output(server)})
+
+    def patch(self, request: Request, org_id: str, server_id: str) -> Response:
+        organization = _admin_org(request, org_id)
         server = mcp_server_get(organization=organization, server_id=server_id)
+        data = validated_input(McpServerUpdateInputSerializer(data=request.data))
+        result = mcp_server_update(
+            server=server,
+            display_name=data.get("displayName"),
+            server_url=data.get("serverUrl"),
+            headers=_headers(data.get("headers")),
+            set_headers=_headers(data.get("setHeaders")) or [],
+            remove_headers=data.get("removeHeaders") or [],
+            everyone_in_organization_can_access=data.get("everyoneInOrganizationCanAccess"),
+        )
+        if result.resync_queued:
+            mcp_server_wait_for_sync(server_id=server.pk, timeout=settings.MCP_SYNC_WAIT_SECONDS)
+        server = mcp_server_get(organization=organization, server_id=server.pk)
+        return Response({"data": mcp_server_output(server)})
+
+    def delete(self, request: Request, org_id: str, server_id: str) -> Response:
+        server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
+        mcp_server_delete(server=server)
+        return Response(status=204)
+
+
+class McpServerSyncApi(APIView):
+    """Re-sync now, with the same wait as a create."""
+
+    def post(self, request: Request, org_id: str, server_id: str) -> Response:
+        organization = _admin_org(request, org_id)
+        server = mcp_server_get(organization=organization, server_id=server_id)
+        mcp_server_sync_request(server=server)
+        mcp_server_wait_for_sync(server_id=server.pk, timeout=settings.MCP_SYNC_WAIT_SECONDS)
+        server = mcp_server_get(organization=organization, server_id=server.pk)
         return Response({"data": mcp_server_output(server)})
 
 
@@ -43,10 +130,78 @@ class McpServerReauthorizeApi(APIView):
     """A fresh authorization URL for a server that uses OAuth (its tokens keep working until replaced)."""
 
     def post(self, request: Request, org_id: str, server_id: str) -> Response:
-        organization = organization_get_for_admin(user=authenticated_user(request), organization_id=org_id)
+        organization = _admin_org(request, org_id)
         server = mcp_server_get(organization=organization, server_id=server_id)
         previous = server.auth_url
         mcp_server_reauthorize_request(server=server)
         mcp_server_wait_for_new_auth_url(server_id=server.pk, previous=previous, timeout=settings.MCP_SYNC_WAIT_SECONDS)
         server = mcp_server_get(organization=organization, server_id=server.pk)
         return Response({"data": mcp_server_output(server)})
+
+
+class McpServerToolsApi(APIView):
+    def get(self, request: Request, org_id: str, server_id: str) -> Response:
+        server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
+        return Response({"data": [tool_detail_output(tool) for tool in mcp_server_tools(server=server)]})
+
+
+class McpToolDetailApi(APIView):
+    def patch(self, request: Request, org_id: str, server_id: str, tool_id: str) -> Response:
+        server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
+        tool = mcp_tool_get(server=server, tool_id=tool_id)
+        data = validated_input(ToolUpdateInputSerializer(data=request.data))
+        tool = mcp_tool_set_access_mode(tool=tool, access_mode=data["accessMode"])
+        return Response({"data": tool_detail_output(tool)})
+
+
+class McpServerAccessApi(APIView):
+    """Who may use a server that not everyone in the organization can access (admins always can)."""
+
+    def get(self, request: Request, org_id: str, server_id: str) -> Response:
+        server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
+        return Response({"data": access_output(server, mcp_server_access_list(server=server))})
+
+    def post(self, request: Request, org_id: str, server_id: str) -> Response:
+        server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
+        data = validated_input(AccessGrantInputSerializer(data=request.data))
+        user = get_user_model().objects.filter(email__iexact=data["email"].strip()).first()
+        if user is None:
+            raise ValidationError("email", "is not a member of this organization.")
+        mcp_server_access_grant(server=server, user_id=user.pk)
+        return Response({"data": access_output(server, mcp_server_access_list(server=server))}, status=201)
+
+
+class McpServerAccessDetailApi(APIView):
+    def delete(self, request: Request, org_id: str, server_id: str, user_id: str) -> Response:
+        server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
+        if not user_id.isdigit():
+            raise ValidationError("userId", "is not a valid user id.")
+        mcp_server_access_revoke(server=server, user_id=int(user_id))
+        return Response(status=204)
+
+
+class McpToolCatalogApi(APIView):
+    """The tools this caller's AI models may use, named and shaped as a model sees them (any member's key)."""
+
+    def get(self, request: Request, org_id: str) -> Response:
+        user = authenticated_user(request)
+        organization, is_admin = organization_get_for_member(user=user, organization_id=org_id)
+        fmt = request.query_params.get("format", "default")
+        if fmt not in tool_catalog.FORMATS:
+            raise ValidationError("format", f"must be one of {', '.join(tool_catalog.FORMATS)}.")
+        fmt = cast(tool_catalog.Format, fmt)
+        tools = [
+            tool_catalog.CatalogTool(
+                server_id=str(tool.server.pk),
+                server_label=tool.server.server_label,
+                tool_id=str(tool.pk),
+                name=tool.name,
+                title=tool.title,
+                description=tool.description,
+                input_schema=tool.input_schema,
+                needs_approval=tool.access_mode == AccessMode.NEEDS_APPROVAL,
+                annotations=tool.annotations,
+            )
+            for tool in mcp_tool_catalog(organization=organization, user_id=user.pk, is_admin=is_admin)
+        ]
+        return Response({"data": tool_catalog.render(tool_catalog.model_tool_names(tools), fmt)})
