@@ -3,11 +3,14 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 from django.views import defaults
 
+from core import health
 from core.exceptions import json_not_found, json_server_error
 from mcp_servers import views as mcp_views
 from mcp_servers.oauth_services import CALLBACK_PATH, CLIENT_METADATA_PATH
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("api/public/", include("mcp_servers.api.urls")),
     path(CALLBACK_PATH.lstrip("/"), mcp_views.oauth_callback, name="oauth-callback"),

@@ -18,6 +18,7 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core import logging as log_context
 from core.exceptions import NotFound, ValidationError
 from core.ids import new_id
 from mcp_servers import client, oauth, oauth_services, outbound
@@ -183,9 +184,10 @@ def mcp_server_sync(*, server_id: uuid.UUID | str, final_attempt: bool = True) -
     server = McpServer.objects.select_related("oauth").filter(pk=server_id).first()
     if server is None:
         return SyncOutcome.SKIPPED
+    log_context.bind(server_id=server.pk, organization_id=server.organization_id)
     lease = _lease_acquire(server.pk, limits, timezone.now())
     if lease is None:
-        logger.info("mcp sync skipped: another sync holds the lease", extra={"server_id": str(server.pk)})
+        logger.info("mcp sync skipped: another sync holds the lease")
         return SyncOutcome.SKIPPED
     try:
         # The policy on the URL as written, with today's allowlist (the guarded client then checks every
@@ -211,13 +213,13 @@ def mcp_server_sync(*, server_id: uuid.UUID | str, final_attempt: bool = True) -
         return SyncOutcome.FAILED
     except BaseException:
         # A bug or a time limit: record it plainly (the traceback goes to the log, not the row).
-        logger.exception("mcp sync failed unexpectedly", extra={"server_id": str(server.pk)})
+        logger.exception("mcp sync failed unexpectedly")
         _record_failure(lease, INTERNAL_ERROR_MESSAGE)
         raise
     try:
         _record_success(lease, listing)
     except Exception:
-        logger.exception("mcp sync could not record its result", extra={"server_id": str(server.pk)})
+        logger.exception("mcp sync could not record its result")
         _record_failure(lease, INTERNAL_ERROR_MESSAGE)
         raise
     return SyncOutcome.SUCCESS
@@ -314,7 +316,7 @@ def _record_success(lease: _Lease, listing: client.ToolListing) -> None:
             auth_url=None,
         )
         if not written:
-            logger.warning("mcp sync lost its lease; its result is dropped", extra={"server_id": str(lease.server_id)})
+            logger.warning("mcp sync lost its lease; its result is dropped")
             return
         _tools_upsert(lease.server_id, listing.tools, now)
 
