@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "core",
     "organizations",
     "mcp_servers",
@@ -144,14 +145,21 @@ CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-# A message is acknowledged only after its task ran, and a worker that dies mid-task gets its
-# message redelivered; the visibility timeout bounds how long an unacknowledged message waits.
+# A message is acknowledged only after its task ran, and a worker that dies mid-task gets its message
+# redelivered: at once when a pool child dies (reject on worker loss), and within the visibility timeout
+# plus one restore sweep when the whole worker dies. The time limits stay below the visibility timeout, so
+# a task that is still running is never handed to a second worker; a sync's lease (MCP_SYNC_TOTAL_SECONDS
+# + 15 s) expires before a redelivered message arrives.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=90)
-CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=120)
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300)}
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=40)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=45)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=50),
+    "unacked_restore_interval": 5,  # sweep for unacknowledged messages every 5 s ...
+    "unacked_restore_throttle": 1,  # ... and really scan each time, so redelivery takes under a minute
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 REST_FRAMEWORK = {
@@ -163,6 +171,30 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     # `?format=` belongs to the API (the tool catalog's format), not to DRF's renderer selection.
     "URL_FORMAT_OVERRIDE": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI document (`GET /api/public/openapi`, committed as openapi/openapi.yaml); the response shapes and
+# the camelCase path parameters are spelled out in mcp_servers/api/schema.py.
+SPECTACULAR_SETTINGS = {
+    "OAS_VERSION": "3.1.0",
+    "TITLE": "MCP connectors API",
+    "DESCRIPTION": (
+        "Connect remote MCP servers to an organization, sync their tools and govern how each tool may be used. "
+        "Create implements the `Create an MCP server` contract field for field. Authenticate with an API key "
+        '(`Authorization: Bearer <api key>`). Every error is `{"error": {"title", "detail"}}` with a stable '
+        "title: ValidationError (400), Unauthorized (401), NotFound (404, also for an organization you may not "
+        "manage), MethodNotAllowed (405, with an `Allow` header, for a method a path does not offer), "
+        "InternalServerError (500)."
+    ),
+    "VERSION": "0.1.0",
+    "SCHEMA_PATH_PREFIX": "/api/public",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "TAGS": [{"name": "MCP servers", "description": "Manage MCP server data sources"}],
+    # The enum hook is left out: enums stay inline, as in the contract.
+    "POSTPROCESSING_HOOKS": ["mcp_servers.api.schema.postprocess"],
 }
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -122,7 +122,8 @@ class SyncOutcome(StrEnum):
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
     AUTH_REQUIRED = "AUTH_REQUIRED"
-    SKIPPED = "SKIPPED"  # the server is gone, or another sync of it holds the lease
+    SKIPPED = "SKIPPED"  # the server is gone
+    BUSY = "BUSY"  # another sync of it holds the lease (maybe a worker that died): see lease_wait_seconds
 
 
 class SyncRetryable(Exception):
@@ -159,6 +160,15 @@ def _lease_acquire(server_id: uuid.UUID, limits: client.SyncLimits, now: datetim
     return _Lease(server_id=server_id, token=token) if acquired else None
 
 
+def lease_wait_seconds(*, server_id: uuid.UUID | str) -> float | None:
+    """Seconds until the server's sync lease expires, or None when no sync is pending (the request was served)."""
+    row = McpServer.objects.filter(pk=server_id).values_list("last_sync_status", "sync_lease_expires_at").first()
+    if row is None or row[0] != SyncStatus.PENDING:
+        return None
+    expires = row[1]
+    return max(0.0, (expires - timezone.now()).total_seconds()) if expires else 0.0
+
+
 def _lease_release(lease: _Lease) -> None:
     McpServer.objects.filter(pk=lease.server_id, sync_lease_token=lease.token).update(
         sync_lease_token=None, sync_lease_expires_at=None
@@ -187,8 +197,8 @@ def mcp_server_sync(*, server_id: uuid.UUID | str, final_attempt: bool = True) -
     log_context.bind(server_id=server.pk, organization_id=server.organization_id)
     lease = _lease_acquire(server.pk, limits, timezone.now())
     if lease is None:
-        logger.info("mcp sync skipped: another sync holds the lease")
-        return SyncOutcome.SKIPPED
+        logger.info("mcp sync deferred: another sync holds the lease")
+        return SyncOutcome.BUSY
     try:
         # The policy on the URL as written, with today's allowlist (the guarded client then checks every
         # address it connects to).
@@ -292,7 +302,7 @@ def mcp_server_authorize_again(
         return SyncOutcome.SKIPPED
     lease = _lease_acquire(server.pk, limits, timezone.now())
     if lease is None:
-        return SyncOutcome.SKIPPED
+        return SyncOutcome.BUSY
     challenge = oauth_services.stored_challenge(server.oauth)
     return _record_auth_required(lease, server, challenge, limits, final_attempt, message, keep_state=keep_state)
 

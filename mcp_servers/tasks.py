@@ -3,12 +3,21 @@ from __future__ import annotations
 import random
 
 from celery import Task, shared_task
+from django.conf import settings
 
 from mcp_servers import services
 from mcp_servers.oauth_services import AuthorizationNotCompleted, oauth_authorization_complete
-from mcp_servers.services import SyncRetryable, mcp_server_authorize_again, mcp_server_sync, sync_limits
+from mcp_servers.services import (
+    SyncOutcome,
+    SyncRetryable,
+    lease_wait_seconds,
+    mcp_server_authorize_again,
+    mcp_server_sync,
+    sync_limits,
+)
 
 MAX_RETRIES = 3
+MAX_BUSY_RETRIES = 5
 _TASK_OPTIONS = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "max_retries": MAX_RETRIES}
 
 
@@ -17,12 +26,24 @@ def _backoff_seconds(retries: int) -> float:
 
 
 @shared_task(name="mcp_servers.sync_server_tools", ignore_result=True, **_TASK_OPTIONS)
-def sync_server_tools(self: Task, server_id: str) -> None:
-    """Sync one server's tools. Receives the id only; quiet if the server is gone; retries transient errors."""
+def sync_server_tools(self: Task, server_id: str, busy_retries: int = 0) -> None:
+    """Sync one server's tools. Receives the id only; quiet if the server is gone; retries transient errors.
+
+    When another sync holds the lease, this one comes back once the lease expires, but only while the server
+    still waits for a sync: the holder may be a worker that was killed (its message is redelivered at once,
+    while its lease still stands), and then nobody else would finish the sync. If the holder finishes first,
+    the server is no longer pending and the request counts as served: a sync is not run twice.
+    """
     try:
-        mcp_server_sync(server_id=server_id, final_attempt=self.request.retries >= MAX_RETRIES)
+        outcome = mcp_server_sync(server_id=server_id, final_attempt=self.request.retries >= MAX_RETRIES)
     except SyncRetryable:
         raise self.retry(countdown=_backoff_seconds(self.request.retries)) from None
+    if outcome is SyncOutcome.BUSY and busy_retries < MAX_BUSY_RETRIES and not settings.CELERY_TASK_ALWAYS_EAGER:
+        wait = lease_wait_seconds(server_id=server_id)
+        if wait is not None:
+            sync_server_tools.apply_async(
+                args=[server_id], kwargs={"busy_retries": busy_retries + 1}, countdown=wait + 1
+            )
 
 
 @shared_task(name="mcp_servers.oauth_complete_authorization", ignore_result=True, **_TASK_OPTIONS)

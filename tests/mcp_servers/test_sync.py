@@ -222,7 +222,7 @@ def test_a_sync_holding_the_lease_is_not_run_twice(
         sync_lease_token="00000000-0000-0000-0000-000000000001",
         sync_lease_expires_at=server.created_at.replace(year=server.created_at.year + 1),
     )
-    assert mcp_server_sync(server_id=server.pk) is SyncOutcome.SKIPPED
+    assert mcp_server_sync(server_id=server.pk) is SyncOutcome.BUSY
     assert remote.requests()["count"] == 0
 
 

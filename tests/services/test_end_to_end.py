@@ -144,3 +144,36 @@ def test_no_secret_in_broker_messages_worker_logs_or_database(
     assert canary not in celery_worker.read_text(errors="replace")
     assert canary not in database_dump()
     assert {h.value for h in McpServerHeader.objects.all()} == {canary}
+
+
+def test_a_sync_held_by_a_dead_worker_is_finished_after_its_lease_expires(
+    admin: Caller, mcp_server_factory: Any, celery_worker: Path, settings: Any
+) -> None:
+    """A killed pool child's message comes back at once while its lease still stands: the sync must wait for
+    the lease, not be dropped."""
+    from django.utils import timezone
+
+    from mcp_servers.tasks import sync_server_tools
+
+    settings.MCP_SYNC_WAIT_SECONDS = 0
+    remote = mcp_server_factory(tools=2)
+    created = admin.client.post(admin.create_url(), {"displayName": "Orphan", "serverUrl": remote.url}, format="json")
+    server_id = created.json()["data"]["id"]
+    deadline = time.monotonic() + 15
+    while McpServer.objects.get(pk=server_id).last_sync_status == "PENDING" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # A holder that died mid-sync: the lease stands for 3 more seconds and the server waits for a sync.
+    McpServer.objects.filter(pk=server_id).update(
+        last_sync_status="PENDING",
+        sync_lease_token=uuid.uuid4(),
+        sync_lease_expires_at=timezone.now() + timezone.timedelta(seconds=3),
+    )
+    before = remote.requests()["count"]
+    sync_server_tools.delay(server_id)  # the redelivered message
+    deadline = time.monotonic() + 20
+    while McpServer.objects.get(pk=server_id).last_sync_status == "PENDING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    server = McpServer.objects.get(pk=server_id)
+    assert (server.setup_state, server.last_sync_status) == ("CONNECTED", "SUCCESS")
+    assert remote.requests()["count"] > before
+    assert server.sync_lease_token is None
