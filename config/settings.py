@@ -54,6 +54,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.logging.RequestIdMiddleware",
+    "core.ratelimit.RateLimitHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -134,6 +135,13 @@ MCP_SYNC_MAX_PAGES = env.int("MCP_SYNC_MAX_PAGES", default=100)
 MCP_SYNC_MAX_TOOLS = env.int("MCP_SYNC_MAX_TOOLS", default=10_000)
 MCP_SYNC_MAX_RESPONSE_BYTES = env.int("MCP_SYNC_MAX_RESPONSE_BYTES", default=16 * 1024 * 1024)
 
+# Rate limits ("N/second|minute|hour", empty turns one off): per API key, and per client address for failed
+# authentication (past it, every request from that address is refused until the window moves on).
+MCP_RATE_LIMIT = env.str("MCP_RATE_LIMIT", default="600/minute")
+MCP_AUTH_FAILURE_RATE_LIMIT = env.str("MCP_AUTH_FAILURE_RATE_LIMIT", default="30/minute")
+# How many reverse proxies append to X-Forwarded-For in front of the web processes (0: use the peer address).
+MCP_TRUSTED_PROXIES = env.int("MCP_TRUSTED_PROXIES", default=0)
+
 # Celery. Without REDIS_URL, tasks run in process, eagerly; `delay()` is only ever called from
 # `transaction.on_commit`, so "eagerly" still means "after commit".
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -193,6 +201,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "TAGS": [{"name": "MCP servers", "description": "Manage MCP server data sources"}],
+    "COMPONENT_SPLIT_PATCH": False,  # every field of an update is optional anyway
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
     # The enum hook is left out: enums stay inline, as in the contract.
     "POSTPROCESSING_HOOKS": ["mcp_servers.api.schema.postprocess"],
 }

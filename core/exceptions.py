@@ -8,6 +8,7 @@ in the same envelope, logged with its traceback but never shown to the caller.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -16,38 +17,11 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from core.errors import ApplicationError, NotFound, Unauthorized, ValidationError
+
+__all__ = ["ApplicationError", "NotFound", "Unauthorized", "ValidationError", "api_exception_handler"]
+
 logger = logging.getLogger(__name__)
-
-
-class ApplicationError(Exception):
-    status_code = 400
-    title = "BadRequest"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class ValidationError(ApplicationError):
-    """A request field is invalid; `detail` names the field."""
-
-    status_code = 400
-    title = "ValidationError"
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-class NotFound(ApplicationError):
-    status_code = 404
-    title = "NotFound"
-
-
-class Unauthorized(ApplicationError):
-    status_code = 401
-    title = "Unauthorized"
 
 
 def error_body(title: str, detail: str) -> dict[str, Any]:
@@ -88,6 +62,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, Http404 | DjangoPermissionDenied):
         return Response(error_body("NotFound", "Not found."), status=404)
+    from core.ratelimit import RateLimited
+
+    if isinstance(exc, RateLimited):
+        body = error_body(exc.title, exc.detail)
+        body["error"]["retryAfterMs"] = exc.retry_after_ms
+        headers = {"Retry-After": str(math.ceil(exc.retry_after_ms / 1000)), **exc.decision.headers()}
+        return Response(body, status=429, headers=headers)
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.title, exc.detail), status=exc.status_code)
     if isinstance(exc, drf_exceptions.APIException):

@@ -7,6 +7,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
+from core import ratelimit
 from organizations.keys import matches, parse_prefix
 from organizations.models import ApiKey
 from organizations.services import api_key_touch
@@ -21,6 +22,17 @@ class ApiKeyAuthentication(BaseAuthentication):
         header = get_authorization_header(request).split()
         if not header:
             return None
+        ratelimit.refuse_if_auth_failures_exceeded(request._request)
+        try:
+            api_key = self._api_key(header)
+        except AuthenticationFailed:
+            ratelimit.record_auth_failure(request._request)
+            raise
+        ratelimit.check_api_key(request._request, api_key.prefix)
+        api_key_touch(api_key=api_key)
+        return api_key.user, api_key
+
+    def _api_key(self, header: list[bytes]) -> ApiKey:
         if header[0].lower() != b"bearer" or len(header) != 2:
             raise AuthenticationFailed("Malformed Authorization header: expected 'Bearer <api key>'.")
         try:
@@ -38,8 +50,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             or not api_key.user.is_active
         ):
             raise AuthenticationFailed(_INVALID)
-        api_key_touch(api_key=api_key)
-        return api_key.user, api_key
+        return api_key
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'

@@ -72,8 +72,14 @@ def _refuse_non_loopback_connects() -> Iterator[None]:
 def _test_settings(settings: Any) -> None:
     # Test MCP servers listen on 127.0.0.1 at random ports.
     settings.MCP_OUTBOUND_ALLOWLIST = "127.0.0.1"
+    # Rate limits are tested on their own (tests/core/test_ratelimit.py); elsewhere they stay out of the way.
+    settings.MCP_RATE_LIMIT = "100000/minute"
+    settings.MCP_AUTH_FAILURE_RATE_LIMIT = "100000/minute"
     settings.MCP_SYNC_WAIT_SECONDS = 10.0
     settings.MCP_SYNC_TOTAL_SECONDS = 10.0
+    from core import ratelimit
+
+    ratelimit.reset()
 
 
 @dataclass

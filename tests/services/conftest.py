@@ -36,6 +36,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.services)
 
 
+def database_url_for_processes() -> str:
+    """The URL of the test database pytest-django created, for processes the tests start."""
+    db = connection.settings_dict
+    user, host, port = db["USER"] or "postgres", db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+    return f"postgres://{user}@{host}:{port}/{db['NAME']}"
+
+
 @pytest.fixture(scope="session")
 def services_available() -> None:
     if connection.vendor != "postgresql":
@@ -58,9 +65,7 @@ def celery_worker(
     services_available: None, django_db_setup: None, django_db_blocker: Any, redis_client: redis.Redis
 ) -> Iterator[Path]:
     """A real worker process on the test database and the Redis broker; yields the path of its log."""
-    db = connection.settings_dict  # the test database pytest-django created
-    user, host, port = db["USER"] or "postgres", db["HOST"] or "127.0.0.1", db["PORT"] or 5432
-    database_url = f"postgres://{user}@{host}:{port}/{db['NAME']}"
+    database_url = database_url_for_processes()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
