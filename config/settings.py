@@ -134,6 +134,11 @@ MCP_SYNC_READ_SECONDS = env.float("MCP_SYNC_READ_SECONDS", default=15.0)
 MCP_SYNC_MAX_PAGES = env.int("MCP_SYNC_MAX_PAGES", default=100)
 MCP_SYNC_MAX_TOOLS = env.int("MCP_SYNC_MAX_TOOLS", default=10_000)
 MCP_SYNC_MAX_RESPONSE_BYTES = env.int("MCP_SYNC_MAX_RESPONSE_BYTES", default=16 * 1024 * 1024)
+# Periodic work, run by Celery beat (`celery -A config beat`, see CELERY_BEAT_SCHEDULE): every CONNECTED or BROKEN
+# server that does not wait for authorization is synced again about once per interval (one cycle spread over
+# half of it), and an OAuth access token is refreshed this long before it expires (or at half its lifetime).
+MCP_RESYNC_INTERVAL_SECONDS = env.int("MCP_RESYNC_INTERVAL_SECONDS", default=3600)
+MCP_TOKEN_REFRESH_AHEAD_SECONDS = env.int("MCP_TOKEN_REFRESH_AHEAD_SECONDS", default=300)
 
 # Rate limits ("N/second|minute|hour", empty turns one off): per API key, and per client address for failed
 # authentication (past it, every request from that address is refused until the window moves on).
@@ -169,6 +174,16 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": 1,  # ... and really scan each time, so redelivery takes under a minute
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# What `celery -A config beat` sends: both every minute (mcp_servers.periodic decides what is due). A tick no
+# worker started within 55 s is dropped, so ticks do not pile up while the workers are down.
+CELERY_BEAT_SCHEDULE = {
+    "mcp-resync-all": {"task": "mcp_servers.resync_all", "schedule": 60.0, "options": {"expires": 55}},
+    "mcp-refresh-expiring-tokens": {
+        "task": "mcp_servers.refresh_expiring_tokens",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["organizations.authentication.ApiKeyAuthentication"],

@@ -84,3 +84,39 @@ def oauth_revoke(self: Task, revocation_id: str) -> None:
         revoke(revocation_id=revocation_id, limits=sync_limits(), final_attempt=self.request.retries >= MAX_RETRIES)
     except oauth.OAuthError:
         raise self.retry(countdown=_backoff_seconds(self.request.retries)) from None
+
+
+# --- Periodic work (Celery beat: CELERY_BEAT_SCHEDULE in config/settings.py) ---------------------------------
+
+
+@shared_task(name="mcp_servers.resync_all", ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def resync_all() -> int:
+    """Queue a sync for this tick's share of the servers due for a periodic re-sync (see mcp_servers.periodic)."""
+    from mcp_servers import periodic
+
+    return len(periodic.resync_all())
+
+
+@shared_task(name="mcp_servers.refresh_expiring_tokens", ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def refresh_expiring_tokens() -> int:
+    """Queue a refresh, with jitter, for every OAuth access token that expires soon."""
+    from mcp_servers import periodic
+
+    return len(periodic.refresh_expiring_tokens())
+
+
+@shared_task(name="mcp_servers.refresh_token", ignore_result=True, **_TASK_OPTIONS)
+def refresh_token(self: Task, server_id: str) -> str:
+    """Refresh one server's access token if it still expires soon; a rejected grant queues a sync."""
+    import uuid
+
+    from mcp_servers import oauth, periodic
+
+    try:
+        return periodic.refresh_token(server_id=uuid.UUID(server_id)).value
+    except oauth.OAuthError as exc:
+        if exc.transient and self.request.retries < MAX_RETRIES:
+            raise self.retry(countdown=_backoff_seconds(self.request.retries)) from None
+        # The next tick tries again while the token is still expiring; a sync refreshes it when it must.
+        periodic.logger.warning("oauth refresh ahead of expiry failed: %s", exc)
+        return "FAILED"

@@ -6,12 +6,15 @@ fails the run instead of skipping it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +63,57 @@ def redis_client(services_available: None) -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
 
 
-@pytest.fixture(scope="session")
-def celery_worker(
-    services_available: None, django_db_setup: None, django_db_blocker: Any, redis_client: redis.Redis
-) -> Iterator[Path]:
-    """A real worker process on the test database and the Redis broker; yields the path of its log."""
-    database_url = database_url_for_processes()
-    env = {
+@dataclass
+class WorkerProcess:
+    """A `celery worker` process (prefork pool) started by a test, with its log."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def children(self) -> list[int]:
+        """The pool's child processes (their parent is the worker's main process), from /proc."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            if int(fields[1]) == self.pid and fields[0] != "Z":
+                found.append(int(stat.parent.name))
+        return sorted(found)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the main process and its pool children at once: nothing gets to clean up or requeue."""
+        pids = [self.pid, *self.children()]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _start_worker(
+    *, hostname: str, env: dict[str, str] | None = None, queues: str | None = None, concurrency: int = 2
+) -> WorkerProcess:
+    """Start a worker on the test database and the Redis broker; returns once it is ready."""
+    db = connection.settings_dict  # the test database pytest-django created
+    user, host, port = db["USER"] or "postgres", db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+    database_url = f"postgres://{user}@{host}:{port}/{db['NAME']}"
+    full_env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "REDIS_URL": settings.REDIS_URL,
@@ -75,27 +122,57 @@ def celery_worker(
         "MCP_SYNC_TOTAL_SECONDS": "10",
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "LOG_LEVEL": "DEBUG",
+        **(env or {}),
     }
-    redis_client.flushdb()  # no message from an earlier run
     log_dir = Path(tempfile.mkdtemp(prefix="celery-worker-"))
     log_path = log_dir / "worker.log"
     command = [
-        sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=DEBUG", "--concurrency=2",
-        "--pool=prefork", "--without-gossip", "--without-mingle", "--hostname=test-worker@%h",
+        sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=DEBUG", f"--concurrency={concurrency}",
+        "--pool=prefork", "--without-gossip", "--without-mingle", f"--hostname={hostname}@%h",
     ]  # fmt: skip
+    if queues:
+        command.append(f"--queues={queues}")
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    worker = WorkerProcess(process=process, log_path=log_path)
+    deadline = time.monotonic() + WORKER_START_TIMEOUT
+    while b" ready." not in log_path.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            worker.stop()
+            pytest.fail(f"celery worker did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
+        time.sleep(0.2)
+    return worker
+
+
+@pytest.fixture(scope="session")
+def celery_worker(
+    services_available: None, django_db_setup: None, django_db_blocker: Any, redis_client: redis.Redis
+) -> Iterator[Path]:
+    """A real worker process on the test database and the Redis broker; yields the path of its log."""
+    redis_client.flushdb()  # no message from an earlier run
+    worker = _start_worker(hostname="test-worker")
     try:
-        deadline = time.monotonic() + WORKER_START_TIMEOUT
-        while b" ready." not in log_path.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"celery worker did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
-            time.sleep(0.2)
-        yield log_path
+        yield worker.log_path
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        worker.stop()
+
+
+@pytest.fixture
+def worker_factory(
+    services_available: None, django_db_setup: None, redis_client: redis.Redis
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """``start(env=..., queues=..., concurrency=...) -> WorkerProcess``: workers a test may kill; all are stopped
+    when the test ends. `env` overrides the worker's environment, e.g.
+    lower time limits and visibility timeout."""
+    started: list[WorkerProcess] = []
+
+    def start(**options: Any) -> WorkerProcess:
+        worker = _start_worker(hostname=f"test-worker-{len(started) + 1}-{os.getpid()}", **options)
+        started.append(worker)
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in started:
+            worker.stop()
