@@ -56,11 +56,18 @@ class McpServer(models.Model):
     # so two deliveries of one sync never both write, and a crashed worker's lease simply expires.
     sync_lease_token = models.UUIDField(null=True, blank=True, editable=False)
     sync_lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Every sync request takes the next number, and its task carries it; a sync records the number it serves
+    # (the latest request when it took the lease). A delivery whose number is already served is a duplicate
+    # (a redelivered or retried message) and does nothing: a sync is never run twice for one request.
+    sync_requested_seq = models.PositiveIntegerField(default=0, editable=False)
+    sync_running_seq = models.PositiveIntegerField(default=0, editable=False)
+    sync_served_seq = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-id"]
+        verbose_name = "MCP server"
         constraints = [
             models.UniqueConstraint(fields=["organization", "server_label"], name="unique_server_label_per_org"),
         ]
@@ -110,6 +117,7 @@ class McpTool(models.Model):
 
     class Meta:
         ordering = ["name"]
+        verbose_name = "MCP tool"
         constraints = [models.UniqueConstraint(fields=["server", "name"], name="unique_tool_name_per_server")]
 
     def __str__(self) -> str:

@@ -32,7 +32,6 @@ import random
 import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
-from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -97,7 +96,7 @@ def resync_all(*, now: datetime | None = None) -> list[uuid.UUID]:
     Returns the ids queued. Concurrent runs claim disjoint servers (locked rows are skipped, claimed rows
     are PENDING), so running it twice queues nothing twice.
     """
-    from mcp_servers.tasks import sync_server_tools  # tasks import this module
+    from mcp_servers.services import sync_request_on_commit  # services import tasks, which import this module
 
     now = now or timezone.now()
     # At least one: a stuck server outside the rotation is recovered even when the rotation is empty.
@@ -106,9 +105,7 @@ def resync_all(*, now: datetime | None = None) -> list[uuid.UUID]:
         claimed = list(resync_due(now=now).select_for_update(skip_locked=True).values_list("pk", flat=True)[:batch])
         if not claimed:
             return []
-        McpServer.objects.filter(pk__in=claimed).update(last_sync_status=SyncStatus.PENDING, updated_at=now)
-        for server_id in claimed:
-            transaction.on_commit(partial(sync_server_tools.delay, str(server_id)))
+        sync_request_on_commit(claimed)
     logger.info("mcp periodic re-sync: %d syncs queued (at most %d per tick)", len(claimed), batch)
     return claimed
 

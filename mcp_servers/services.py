@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from core import logging as log_context
@@ -82,13 +82,14 @@ def mcp_server_create(
                     everyone_in_organization_can_access=everyone_in_organization_can_access,
                     setup_state=SetupState.INCOMPLETE,
                     last_sync_status=SyncStatus.PENDING,
+                    sync_requested_seq=1,
                 )
                 McpServerHeader.objects.bulk_create(
                     McpServerHeader(server=server, key=h.key, key_normalized=h.key.lower(), value=h.value, position=i)
                     for i, h in enumerate(clean_headers)
                 )
                 organization_start_trial(organization_id=organization.pk)
-                _queue_sync_on_commit(server.pk)
+                _queue_sync_on_commit(server.pk, request_seq=1)
         except IntegrityError:
             # Another create took the label between our read and our insert; try the next one.
             if not McpServer.objects.filter(organization=organization, server_label=label).exists():
@@ -109,10 +110,21 @@ def _labels_taken(organization: Organization, display_name: str) -> set[str]:
     )
 
 
-def _queue_sync_on_commit(server_id: uuid.UUID) -> None:
+def _queue_sync_on_commit(server_id: uuid.UUID, *, request_seq: int) -> None:
     from mcp_servers.tasks import sync_server_tools  # tasks import services
 
-    transaction.on_commit(lambda: sync_server_tools.delay(str(server_id)))
+    transaction.on_commit(lambda: sync_server_tools.delay(str(server_id), request_seq))
+
+
+def sync_request_on_commit(server_ids: list[uuid.UUID]) -> None:
+    """Mark servers PENDING under a new request number each, and queue their syncs after commit.
+
+    Call inside a transaction."""
+    McpServer.objects.filter(pk__in=server_ids).update(
+        sync_requested_seq=F("sync_requested_seq") + 1, last_sync_status=SyncStatus.PENDING, updated_at=timezone.now()
+    )
+    for server_id, seq in McpServer.objects.filter(pk__in=server_ids).values_list("pk", "sync_requested_seq"):
+        _queue_sync_on_commit(server_id, request_seq=seq)
 
 
 # --- Tool sync ---------------------------------------------------------------------------------------
@@ -156,14 +168,15 @@ def _lease_acquire(server_id: uuid.UUID, limits: client.SyncLimits, now: datetim
         sync_lease_expires_at=now + timedelta(seconds=limits.total_seconds) + _LEASE_MARGIN,
         last_sync_attempt_at=now,
         updated_at=now,
+        sync_running_seq=F("sync_requested_seq"),
     )
     return _Lease(server_id=server_id, token=token) if acquired else None
 
 
-def lease_wait_seconds(*, server_id: uuid.UUID | str) -> float | None:
-    """Seconds until the server's sync lease expires, or None when no sync is pending (the request was served)."""
-    row = McpServer.objects.filter(pk=server_id).values_list("last_sync_status", "sync_lease_expires_at").first()
-    if row is None or row[0] != SyncStatus.PENDING:
+def lease_wait_seconds(*, server_id: uuid.UUID | str, request_seq: int | None) -> float | None:
+    """Seconds until the server's sync lease expires, or None when the request was served meanwhile."""
+    row = McpServer.objects.filter(pk=server_id).values_list("sync_served_seq", "sync_lease_expires_at").first()
+    if row is None or (request_seq is not None and row[0] >= request_seq):
         return None
     expires = row[1]
     return max(0.0, (expires - timezone.now()).total_seconds()) if expires else 0.0
@@ -179,12 +192,18 @@ def _fenced_update(lease: _Lease, **fields: Any) -> bool:
     """Write the sync's outcome only while this sync still holds the lease, and release it."""
     return bool(
         McpServer.objects.filter(pk=lease.server_id, sync_lease_token=lease.token).update(
-            sync_lease_token=None, sync_lease_expires_at=None, updated_at=timezone.now(), **fields
+            sync_lease_token=None,
+            sync_lease_expires_at=None,
+            sync_served_seq=F("sync_running_seq"),
+            updated_at=timezone.now(),
+            **fields,
         )
     )
 
 
-def mcp_server_sync(*, server_id: uuid.UUID | str, final_attempt: bool = True) -> SyncOutcome:
+def mcp_server_sync(
+    *, server_id: uuid.UUID | str, final_attempt: bool = True, request_seq: int | None = None
+) -> SyncOutcome:
     """Connect to the server, list its tools and record the outcome on the row. Safe to run twice.
 
     A transient failure on an attempt that is not the last raises SyncRetryable (the row stays PENDING);
@@ -195,6 +214,9 @@ def mcp_server_sync(*, server_id: uuid.UUID | str, final_attempt: bool = True) -
     if server is None:
         return SyncOutcome.SKIPPED
     log_context.bind(server_id=server.pk, organization_id=server.organization_id)
+    if request_seq is not None and server.sync_served_seq >= request_seq:
+        logger.info("mcp sync skipped: request %s was already served", request_seq)
+        return SyncOutcome.SKIPPED
     lease = _lease_acquire(server.pk, limits, timezone.now())
     if lease is None:
         logger.info("mcp sync deferred: another sync holds the lease")
@@ -517,7 +539,8 @@ def mcp_server_update(
             locked.auth_url = None
         if resync:
             locked.last_sync_status = SyncStatus.PENDING
-            _queue_sync_on_commit(locked.pk)
+            locked.sync_requested_seq += 1
+            _queue_sync_on_commit(locked.pk, request_seq=locked.sync_requested_seq)
         locked.save()
         if headers_changed and final is not None:
             McpServerHeader.objects.filter(server=locked).delete()
@@ -539,8 +562,7 @@ def mcp_server_sync_request(*, server: McpServer) -> None:
     """Queue a re-sync now. A sync already running is not run twice: the queued one finds the lease held,
     and the running one's outcome is what the caller sees."""
     with transaction.atomic():
-        McpServer.objects.filter(pk=server.pk).update(last_sync_status=SyncStatus.PENDING, updated_at=timezone.now())
-        _queue_sync_on_commit(server.pk)
+        sync_request_on_commit([server.pk])
 
 
 def mcp_server_access_grant(*, server: McpServer, user_id: int) -> McpServerAccess:

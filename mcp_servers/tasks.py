@@ -26,24 +26,24 @@ def _backoff_seconds(retries: int) -> float:
 
 
 @shared_task(name="mcp_servers.sync_server_tools", ignore_result=True, **_TASK_OPTIONS)
-def sync_server_tools(self: Task, server_id: str, busy_retries: int = 0) -> None:
+def sync_server_tools(self: Task, server_id: str, request_seq: int | None = None, busy_retries: int = 0) -> None:
     """Sync one server's tools. Receives the id only; quiet if the server is gone; retries transient errors.
 
-    When another sync holds the lease, this one comes back once the lease expires, but only while the server
-    still waits for a sync: the holder may be a worker that was killed (its message is redelivered at once,
-    while its lease still stands), and then nobody else would finish the sync. If the holder finishes first,
-    the server is no longer pending and the request counts as served: a sync is not run twice.
+    `request_seq` is the request's number (see McpServer.sync_requested_seq): a delivery of a request that a
+    sync already served (a duplicate or a late redelivery) does nothing. When another sync holds the lease,
+    this one comes back once the lease expires, unless that sync served this request meanwhile: the holder
+    may be a worker that was killed (its message is redelivered at once, while its lease still stands).
     """
     try:
-        outcome = mcp_server_sync(server_id=server_id, final_attempt=self.request.retries >= MAX_RETRIES)
+        final_attempt = self.request.retries >= MAX_RETRIES
+        outcome = mcp_server_sync(server_id=server_id, final_attempt=final_attempt, request_seq=request_seq)
     except SyncRetryable:
         raise self.retry(countdown=_backoff_seconds(self.request.retries)) from None
     if outcome is SyncOutcome.BUSY and busy_retries < MAX_BUSY_RETRIES and not settings.CELERY_TASK_ALWAYS_EAGER:
-        wait = lease_wait_seconds(server_id=server_id)
+        wait = lease_wait_seconds(server_id=server_id, request_seq=request_seq)
         if wait is not None:
-            sync_server_tools.apply_async(
-                args=[server_id], kwargs={"busy_retries": busy_retries + 1}, countdown=wait + 1
-            )
+            retry = {"request_seq": request_seq, "busy_retries": busy_retries + 1}
+            sync_server_tools.apply_async(args=[server_id], kwargs=retry, countdown=wait + 1)
 
 
 @shared_task(name="mcp_servers.oauth_complete_authorization", ignore_result=True, **_TASK_OPTIONS)

@@ -30,7 +30,7 @@ HOUR = timedelta(hours=1)
 def queued_syncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The server ids `sync_server_tools.delay` was called with (nothing runs)."""
     calls: list[str] = []
-    monkeypatch.setattr(tasks.sync_server_tools, "delay", lambda server_id, **_: calls.append(server_id))
+    monkeypatch.setattr(tasks.sync_server_tools, "delay", lambda server_id, *_, **__: calls.append(server_id))
     return calls
 
 

@@ -273,3 +273,25 @@ def test_the_task_does_not_retry_permanent_errors(
     server = make_server(remote.url)
     sync_server_tools.apply(args=[str(server.pk)])
     assert remote.requests()["count"] == 1
+
+
+def test_a_duplicate_delivery_of_one_request_syncs_once(
+    mcp_server_factory: Any, make_server: Callable[..., McpServer], django_capture_on_commit_callbacks: Any
+) -> None:
+    from mcp_servers.services import mcp_server_sync_request
+
+    remote = mcp_server_factory()
+    server = make_server(remote.url)  # request 1 queued (and not run)
+    assert mcp_server_sync(server_id=server.pk, request_seq=1) is SyncOutcome.SUCCESS
+    seen = remote.requests()["count"]
+    assert mcp_server_sync(server_id=server.pk, request_seq=1) is SyncOutcome.SKIPPED  # redelivered
+    assert remote.requests()["count"] == seen
+
+    with django_capture_on_commit_callbacks(execute=False):
+        mcp_server_sync_request(server=server)  # request 2
+    server.refresh_from_db()
+    assert (server.sync_requested_seq, server.sync_served_seq) == (2, 1)
+    assert mcp_server_sync(server_id=server.pk, request_seq=2) is SyncOutcome.SUCCESS
+    assert remote.requests()["count"] > seen
+    server.refresh_from_db()
+    assert server.sync_served_seq == 2

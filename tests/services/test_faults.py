@@ -213,7 +213,7 @@ def test_two_beats_at_once_queue_each_server_once(
         for i in range(40)
     ]
     queued: list[str] = []
-    monkeypatch.setattr(sync_server_tools, "delay", lambda server_id: queued.append(server_id))
+    monkeypatch.setattr(sync_server_tools, "delay", lambda server_id, *_: queued.append(server_id))
     barrier = threading.Barrier(4)
     errors: list[BaseException] = []
 
