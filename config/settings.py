@@ -189,7 +189,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["organizations.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.SafeJSONParser"],
     "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     # `?format=` belongs to the API (the tool catalog's format), not to DRF's renderer selection.
@@ -208,7 +208,7 @@ SPECTACULAR_SETTINGS = {
         '(`Authorization: Bearer <api key>`). Every error is `{"error": {"title", "detail"}}` with a stable '
         "title: ValidationError (400), Unauthorized (401), NotFound (404, also for an organization you may not "
         "manage), MethodNotAllowed (405, with an `Allow` header, for a method a path does not offer), "
-        "InternalServerError (500)."
+        "RateLimitExceeded (429, with `retryAfterMs` and `Retry-After`), InternalServerError (500)."
     ),
     "VERSION": "0.1.0",
     "SCHEMA_PATH_PREFIX": "/api/public",

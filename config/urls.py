@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 from django.views import defaults
+from drf_spectacular.views import SpectacularAPIView
 
 from core import health
 from core.exceptions import json_not_found, json_server_error
@@ -12,6 +13,8 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    # The OpenAPI document, without auth: YAML, or JSON with `Accept: application/json` (openapi/openapi.yaml).
+    path("api/public/openapi", SpectacularAPIView.as_view(), name="openapi"),
     path("api/public/", include("mcp_servers.api.urls")),
     path(CALLBACK_PATH.lstrip("/"), mcp_views.oauth_callback, name="oauth-callback"),
     path(CLIENT_METADATA_PATH.lstrip("/"), mcp_views.client_metadata, name="oauth-client-metadata"),

@@ -141,7 +141,7 @@ def list_params(query: Any) -> tuple[int, str | None]:
     raw = query.get("limit")
     limit = 50
     if raw is not None:
-        if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 100:  # "²".isdigit(), int("²") fails
             raise ValidationError("limit", "must be a whole number from 1 to 100.")
         limit = int(raw)
     return limit, query.get("cursor") or None

@@ -4,12 +4,14 @@ from typing import cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.exceptions import ValidationError
+from core.exceptions import NotFound, ValidationError
 from mcp_servers import tool_catalog
+from mcp_servers.api import schema as doc
 from mcp_servers.api.serializers import (
     AccessGrantInputSerializer,
     McpServerCreateInputSerializer,
@@ -47,6 +49,8 @@ from organizations.authentication import authenticated_user
 from organizations.models import Organization
 from organizations.selectors import organization_get_for_admin, organization_get_for_member
 
+_MAX_ID = 2**63 - 1  # the largest primary key any supported database stores
+
 
 def _admin_org(request: Request, org_id: str) -> Organization:
     return organization_get_for_admin(user=authenticated_user(request), organization_id=org_id)
@@ -57,6 +61,17 @@ def _headers(items: list[dict[str, str]] | None) -> list[HeaderInput] | None:
 
 
 class McpServerCollectionApi(APIView):
+    @extend_schema(
+        operation_id="listMcpServers",
+        summary="List MCP servers",
+        description="The organization's MCP servers, newest first, `limit` at a time. Requires admin access.",
+        tags=[doc.TAG],
+        parameters=[doc.ORG_ID, doc.LIMIT, doc.CURSOR],
+        responses={
+            200: OpenApiResponse(doc.McpServerListResponseSerializer, description="A page of MCP servers"),
+            **doc.error_responses(400),
+        },
+    )
     def get(self, request: Request, org_id: str) -> Response:
         organization = _admin_org(request, org_id)
         limit, cursor = list_params(request.query_params)
@@ -68,6 +83,22 @@ class McpServerCollectionApi(APIView):
             }
         )
 
+    @extend_schema(
+        operation_id="createMcpServer",
+        summary="Create an MCP server",
+        description=(
+            "Creates a new MCP server for an organization. Requires admin access to the organization. The server "
+            "URL is validated, static headers are encrypted, and tools are synced after creation."
+        ),
+        tags=[doc.TAG],
+        parameters=[doc.ORG_ID],
+        request=doc.McpServerCreateRequestSerializer,
+        examples=[doc.CREATE_EXAMPLE],
+        responses={
+            201: OpenApiResponse(doc.McpServerResponseSerializer, description="MCP server created successfully"),
+            **doc.error_responses(400),
+        },
+    )
     def post(self, request: Request, org_id: str) -> Response:
         user = authenticated_user(request)
         organization = organization_get_for_admin(user=user, organization_id=org_id)
@@ -86,10 +117,37 @@ class McpServerCollectionApi(APIView):
 
 
 class McpServerDetailApi(APIView):
+    @extend_schema(
+        operation_id="getMcpServer",
+        summary="Get an MCP server",
+        description="The server as it stands; poll it while `lastSyncStatus` is `PENDING`.",
+        tags=[doc.TAG],
+        parameters=[doc.ORG_ID, doc.SERVER_ID],
+        responses={
+            200: OpenApiResponse(doc.McpServerResponseSerializer, description="The MCP server"),
+            **doc.error_responses(not_found="Organization or MCP server not found, or no admin access"),
+        },
+    )
     def get(self, request: Request, org_id: str, server_id: str) -> Response:
         server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
         return Response({"data": mcp_server_output(server)})
 
+    @extend_schema(
+        operation_id="updateMcpServer",
+        summary="Update an MCP server",
+        description=(
+            "Changes what is sent; `serverLabel` never changes. Header values stay write-only: replace them all "
+            "(`headers`) or set and remove some by key (`setHeaders`, `removeHeaders`). A new URL or new headers "
+            "re-sync the tools, with the same wait as a create."
+        ),
+        tags=[doc.TAG],
+        parameters=[doc.ORG_ID, doc.SERVER_ID],
+        request=doc.McpServerUpdateRequestSerializer,
+        responses={
+            200: OpenApiResponse(doc.McpServerResponseSerializer, description="The updated MCP server"),
+            **doc.error_responses(400, not_found="Organization or MCP server not found, or no admin access"),
+        },
+    )
     def patch(self, request: Request, org_id: str, server_id: str) -> Response:
         organization = _admin_org(request, org_id)
         server = mcp_server_get(organization=organization, server_id=server_id)
@@ -108,6 +166,18 @@ class McpServerDetailApi(APIView):
         server = mcp_server_get(organization=organization, server_id=server.pk)
         return Response({"data": mcp_server_output(server)})
 
+    @extend_schema(
+        operation_id="deleteMcpServer",
+        summary="Delete an MCP server",
+        description="Deletes the server with its tools, headers and credentials; its OAuth tokens are revoked.",
+        tags=[doc.TAG],
+        parameters=[doc.ORG_ID, doc.SERVER_ID],
+        request=None,
+        responses={
+            204: OpenApiResponse(None, description="MCP server deleted"),
+            **doc.error_responses(not_found="Organization or MCP server not found, or no admin access"),
+        },
+    )
     def delete(self, request: Request, org_id: str, server_id: str) -> Response:
         server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
         mcp_server_delete(server=server)
@@ -117,6 +187,18 @@ class McpServerDetailApi(APIView):
 class McpServerSyncApi(APIView):
     """Re-sync now, with the same wait as a create."""
 
+    @extend_schema(
+        operation_id="syncMcpServer",
+        summary="Re-sync an MCP server's tools",
+        description="Syncs the tools now and answers once the sync settled (or after the same wait as a create).",
+        tags=[doc.TAG],
+        parameters=[doc.ORG_ID, doc.SERVER_ID],
+        request=None,
+        responses={
+            200: OpenApiResponse(doc.McpServerResponseSerializer, description="The MCP server after the sync"),
+            **doc.error_responses(not_found="Organization or MCP server not found, or no admin access"),
+        },
+    )
     def post(self, request: Request, org_id: str, server_id: str) -> Response:
         organization = _admin_org(request, org_id)
         server = mcp_server_get(organization=organization, server_id=server_id)
@@ -129,6 +211,21 @@ class McpServerSyncApi(APIView):
 class McpServerReauthorizeApi(APIView):
     """A fresh authorization URL for a server that uses OAuth (its tokens keep working until replaced)."""
 
+    @extend_schema(
+        operation_id="reauthorizeMcpServer",
+        summary="Re-authorize an MCP server",
+        description=(
+            "Hands out a fresh OAuth authorization URL (`authUrl`) for a server that uses OAuth; its current "
+            "tokens keep working until new ones arrive. A server that never asked for OAuth is a 400."
+        ),
+        tags=[doc.TAG],
+        parameters=[doc.ORG_ID, doc.SERVER_ID],
+        request=None,
+        responses={
+            200: OpenApiResponse(doc.McpServerResponseSerializer, description="The MCP server with its new authUrl"),
+            **doc.error_responses(400, not_found="Organization or MCP server not found, or no admin access"),
+        },
+    )
     def post(self, request: Request, org_id: str, server_id: str) -> Response:
         organization = _admin_org(request, org_id)
         server = mcp_server_get(organization=organization, server_id=server_id)
@@ -140,12 +237,35 @@ class McpServerReauthorizeApi(APIView):
 
 
 class McpServerToolsApi(APIView):
+    @extend_schema(
+        operation_id="listMcpServerTools",
+        summary="List an MCP server's tools",
+        description="Every tool the server listed, with what an admin needs to review it, by name.",
+        tags=[doc.TAG],
+        parameters=[doc.ORG_ID, doc.SERVER_ID],
+        responses={
+            200: OpenApiResponse(doc.McpToolListResponseSerializer, description="The server's tools"),
+            **doc.error_responses(not_found="Organization or MCP server not found, or no admin access"),
+        },
+    )
     def get(self, request: Request, org_id: str, server_id: str) -> Response:
         server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
         return Response({"data": [tool_detail_output(tool) for tool in mcp_server_tools(server=server)]})
 
 
 class McpToolDetailApi(APIView):
+    @extend_schema(
+        operation_id="updateMcpTool",
+        summary="Set a tool's access mode",
+        description="An admin's decision on a tool; the tool's current definition counts as reviewed.",
+        tags=[doc.TAG],
+        parameters=[doc.ORG_ID, doc.SERVER_ID, doc.TOOL_ID],
+        request=doc.McpToolUpdateRequestSerializer,
+        responses={
+            200: OpenApiResponse(doc.McpToolDetailResponseSerializer, description="The updated tool"),
+            **doc.error_responses(400, not_found="Organization, MCP server or tool not found, or no admin access"),
+        },
+    )
     def patch(self, request: Request, org_id: str, server_id: str, tool_id: str) -> Response:
         server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
         tool = mcp_tool_get(server=server, tool_id=tool_id)
@@ -157,10 +277,33 @@ class McpToolDetailApi(APIView):
 class McpServerAccessApi(APIView):
     """Who may use a server that not everyone in the organization can access (admins always can)."""
 
+    @extend_schema(
+        operation_id="getMcpServerAccess",
+        summary="List who may use an MCP server",
+        description="Members granted access to a server that not everyone in the organization can use.",
+        tags=[doc.TAG],
+        parameters=[doc.ORG_ID, doc.SERVER_ID],
+        responses={
+            200: OpenApiResponse(doc.McpServerAccessResponseSerializer, description="The server's access list"),
+            **doc.error_responses(not_found="Organization or MCP server not found, or no admin access"),
+        },
+    )
     def get(self, request: Request, org_id: str, server_id: str) -> Response:
         server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
         return Response({"data": access_output(server, mcp_server_access_list(server=server))})
 
+    @extend_schema(
+        operation_id="grantMcpServerAccess",
+        summary="Grant a member access to an MCP server",
+        description="Grants a member of the organization, by email, access to the server (idempotent).",
+        tags=[doc.TAG],
+        parameters=[doc.ORG_ID, doc.SERVER_ID],
+        request=doc.McpServerAccessGrantRequestSerializer,
+        responses={
+            201: OpenApiResponse(doc.McpServerAccessResponseSerializer, description="The server's access list"),
+            **doc.error_responses(400, not_found="Organization or MCP server not found, or no admin access"),
+        },
+    )
     def post(self, request: Request, org_id: str, server_id: str) -> Response:
         server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
         data = validated_input(AccessGrantInputSerializer(data=request.data))
@@ -172,10 +315,26 @@ class McpServerAccessApi(APIView):
 
 
 class McpServerAccessDetailApi(APIView):
+    @extend_schema(
+        operation_id="revokeMcpServerAccess",
+        summary="Revoke a member's access to an MCP server",
+        description="Removes one member's grant; a `userId` that is not a whole number is a 400.",
+        tags=[doc.TAG],
+        parameters=[doc.ORG_ID, doc.SERVER_ID, doc.USER_ID],
+        request=None,
+        responses={
+            204: OpenApiResponse(None, description="Access revoked"),
+            **doc.error_responses(
+                400, not_found="Organization, MCP server or access grant not found, or no admin access"
+            ),
+        },
+    )
     def delete(self, request: Request, org_id: str, server_id: str, user_id: str) -> Response:
         server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
-        if not user_id.isdigit():
+        if not (user_id.isascii() and user_id.isdigit()):  # "²".isdigit(), but int("²") fails
             raise ValidationError("userId", "is not a valid user id.")
+        if int(user_id) > _MAX_ID:  # no user has it, and the database cannot even compare it
+            raise NotFound("No such access grant.")
         mcp_server_access_revoke(server=server, user_id=int(user_id))
         return Response(status=204)
 
@@ -183,6 +342,21 @@ class McpServerAccessDetailApi(APIView):
 class McpToolCatalogApi(APIView):
     """The tools this caller's AI models may use, named and shaped as a model sees them (any member's key)."""
 
+    @extend_schema(
+        operation_id="listMcpToolCatalog",
+        summary="The tools an AI model may use",
+        description=(
+            "The tools this caller's AI models may use (connected servers the caller may access, tools the server "
+            "still lists, nothing BLOCKED), with unique model-facing names, in the shape `format` asks for. Any "
+            "member's key."
+        ),
+        tags=[doc.TAG],
+        parameters=[doc.ORG_ID, doc.FORMAT],
+        responses={
+            200: OpenApiResponse(doc.McpToolCatalogResponseSerializer, description="The tool catalog"),
+            **doc.error_responses(400, not_found="Organization not found, or not a member"),
+        },
+    )
     def get(self, request: Request, org_id: str) -> Response:
         user = authenticated_user(request)
         organization, is_admin = organization_get_for_member(user=user, organization_id=org_id)

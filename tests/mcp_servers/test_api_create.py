@@ -305,3 +305,9 @@ def test_unknown_api_routes_answer_in_the_envelope(admin: Caller) -> None:
     method = admin.client.delete(admin.create_url())
     assert method.status_code == 405
     assert method.json()["error"]["title"] == "MethodNotAllowed"
+
+
+def test_a_deeply_nested_body_is_a_400(admin: Caller, organization: Organization) -> None:
+    body = "[" * 100_000 + "]" * 100_000
+    response = admin.client.post(admin.create_url(), body, content_type="application/json")
+    assert_error(response, 400, "ValidationError")

@@ -1,0 +1,449 @@
+"""The public API's OpenAPI description (drf-spectacular), kept apart from the code that serves it.
+
+The response bodies are built by plain functions (`mcp_server_output`, `tool_detail_output`, `access_output`,
+`tool_catalog.render`), so the serializers here exist only to describe them in `extend_schema(responses=...)`;
+they never touch a request. The create operation follows `contract/create-mcp-server.openapi.yaml` field for
+field (names, types with null, enums, required lists, lengths, defaults, component names), which
+`tests/test_openapi.py` checks, and the committed `openapi/openapi.yaml` is regenerated with:
+
+    .venv/bin/python manage.py spectacular --file openapi/openapi.yaml --validate --fail-on-warn
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema_field,
+    inline_serializer,
+)
+from rest_framework import serializers
+
+from mcp_servers import tool_catalog
+from mcp_servers.models import AccessMode, SetupState, TransportType
+from mcp_servers.validation import DISPLAY_NAME_MAX, SERVER_URL_MAX
+
+TAG = "MCP servers"
+SECURITY_SCHEME = "bearerAuth"
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """`organizations.authentication.ApiKeyAuthentication` as the contract's `bearerAuth` scheme."""
+
+    target_class = "organizations.authentication.ApiKeyAuthentication"
+    name = SECURITY_SCHEME
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "API key authentication using Bearer token format: `Bearer <api key>`",
+        }
+
+
+# --- Components copied from the contract that serializers cannot express ------------------------------------
+
+_REF = "#/components/schemas/"
+
+CONTRACT_COMPONENTS: dict[str, dict[str, Any]] = {
+    "SyncStatus": {
+        "anyOf": [{"type": "string", "enum": [status]} for status in ("PENDING", "SUCCESS", "FAILED", "NEVER_SYNCED")],
+        "description": "Status of the last schema sync",
+    },
+    "RateLimitErrorResponse": {
+        "type": "object",
+        "properties": {"error": {"$ref": f"{_REF}RateLimitError"}},
+        "required": ["error"],
+    },
+    "RateLimitError": {
+        "allOf": [
+            {"$ref": f"{_REF}ApiError"},
+            {
+                "type": "object",
+                "properties": {
+                    "title": {"type": "string", "enum": ["RateLimitExceeded"]},
+                    "retryAfterMs": {
+                        "type": "number",
+                        "description": "Milliseconds until the rate limit window resets",
+                    },
+                },
+                "required": ["retryAfterMs"],
+            },
+        ]
+    },
+}
+
+
+@extend_schema_field({"$ref": f"{_REF}SyncStatus"})
+class SyncStatusField(serializers.CharField):
+    pass
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class JsonObjectField(serializers.JSONField):
+    pass
+
+
+def _nullable_enum(choices: list[str], description: str) -> Any:
+    """A `type: [string, "null"]` enum that lists null among its values, as the contract spells it."""
+
+    @extend_schema_field({"type": ["string", "null"], "enum": [*choices, None]})
+    class _Field(serializers.CharField):
+        pass
+
+    return _Field(help_text=description)
+
+
+# --- Errors -------------------------------------------------------------------------------------------------
+
+
+class ApiErrorSerializer(serializers.Serializer):
+    title = serializers.CharField(help_text="Error type identifier")
+    detail = serializers.CharField(help_text="Human-readable error description")
+
+
+class ErrorResponseSerializer(serializers.Serializer):
+    error = ApiErrorSerializer()
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Bad request - Invalid JSON body or validation error",
+    401: "Unauthorized - Missing or invalid API key",
+    404: "Not found - Organization not found or no admin access",
+    429: "Rate limit exceeded - Too many requests",
+    500: "Internal server error",
+}
+
+
+def error_responses(*statuses: int, not_found: str | None = None) -> dict[int, OpenApiResponse]:
+    """The error responses of an operation: 401, 404, 429 (rate limits, core.ratelimit) and 500 always, plus
+    `statuses` (400). `not_found` says what a 404 can be about, when more than the organization."""
+    responses: dict[int, OpenApiResponse] = {}
+    for status in sorted({*statuses, 401, 404, 429, 500}):
+        description = _ERROR_DESCRIPTIONS[status]
+        if status == 404 and not_found:
+            description = f"Not found - {not_found}"
+        schema: Any = {"$ref": f"{_REF}RateLimitErrorResponse"} if status == 429 else ErrorResponseSerializer
+        responses[status] = OpenApiResponse(schema, description=description)
+    return responses
+
+
+RETRY_AFTER_HEADER = {
+    "description": "Seconds until the rate limit window resets (rounded up)",
+    "required": True,
+    "schema": {"type": "integer"},
+}
+
+
+# --- Path and query parameters ------------------------------------------------------------------------------
+
+# URL kwargs are snake_case in Django; the document names them as the contract does (`postprocess`).
+PATH_PARAMETER_NAMES = {"org_id": "orgId", "server_id": "serverId", "tool_id": "toolId", "user_id": "userId"}
+
+
+def _path(name: str, description: str, schema: Any = OpenApiTypes.STR) -> OpenApiParameter:
+    return OpenApiParameter(name, schema, OpenApiParameter.PATH, description=description)
+
+
+ORG_ID = _path("org_id", "Organization ID")
+SERVER_ID = _path("server_id", "MCP server ID")
+TOOL_ID = _path("tool_id", "Tool ID")
+USER_ID = _path(
+    "user_id", "User ID (see `members[].userId` of the access list)", {"type": "string", "pattern": "^[0-9]+$"}
+)
+LIMIT = OpenApiParameter(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
+    OpenApiParameter.QUERY,
+    description="Page size, 1 to 100",
+)
+CURSOR = OpenApiParameter(
+    "cursor",
+    OpenApiTypes.STR,
+    OpenApiParameter.QUERY,
+    description="Where to continue: the previous page's `pagination.nextCursor` (opaque)",
+)
+FORMAT = OpenApiParameter(
+    "format",
+    {"type": "string", "enum": list(tool_catalog.FORMATS), "default": "default"},
+    OpenApiParameter.QUERY,
+    description=(
+        "The shape of each tool: `default` (this API's own), `openai` (Chat Completions function tools), "
+        "`anthropic` (Messages API tools) or `mcp` (MCP `Tool` objects as in `tools/list`)"
+    ),
+)
+
+# --- Requests -----------------------------------------------------------------------------------------------
+
+
+class HeaderInputSerializer(serializers.Serializer):
+    key = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    value = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+class McpServerCreateRequestSerializer(serializers.Serializer):
+    displayName = serializers.CharField(
+        min_length=1, max_length=DISPLAY_NAME_MAX, help_text="Display name for the MCP server"
+    )
+    serverUrl = serializers.CharField(min_length=1, max_length=SERVER_URL_MAX, help_text="MCP server URL")
+    headers = HeaderInputSerializer(
+        many=True, required=False, default=[], help_text="Static headers to use when connecting to the MCP server"
+    )
+    everyoneInOrganizationCanAccess = serializers.BooleanField(
+        required=False, default=True, help_text="Whether every member in the organization can use this MCP server"
+    )
+
+
+CREATE_EXAMPLE = OpenApiExample(
+    "A server with a static header",
+    value={
+        "displayName": "Weather tools",
+        "serverUrl": "https://mcp.example.com/mcp",
+        "headers": [{"key": "X-Api-Key", "value": "static-secret"}],
+        "everyoneInOrganizationCanAccess": True,
+    },
+    request_only=True,
+)
+
+
+class McpServerUpdateRequestSerializer(serializers.Serializer):
+    displayName = serializers.CharField(
+        required=False, min_length=1, max_length=DISPLAY_NAME_MAX, help_text="Display name for the MCP server"
+    )
+    serverUrl = serializers.CharField(
+        required=False,
+        min_length=1,
+        max_length=SERVER_URL_MAX,
+        help_text="MCP server URL; a new URL discards the OAuth credentials and re-syncs",
+    )
+    headers = HeaderInputSerializer(
+        many=True, required=False, help_text="Replaces every static header (not with setHeaders/removeHeaders)"
+    )
+    setHeaders = HeaderInputSerializer(many=True, required=False, help_text="Static headers to add or replace, by key")
+    removeHeaders = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        help_text="Keys of static headers to remove",
+    )
+    everyoneInOrganizationCanAccess = serializers.BooleanField(
+        required=False, help_text="Whether every member in the organization can use this MCP server"
+    )
+
+
+class McpToolUpdateRequestSerializer(serializers.Serializer):
+    accessMode = serializers.ChoiceField(choices=AccessMode.values, help_text="Tool access mode")
+
+
+class McpServerAccessGrantRequestSerializer(serializers.Serializer):
+    email = serializers.CharField(allow_blank=True, trim_whitespace=False, help_text="A member's email address")
+
+
+# --- Responses ----------------------------------------------------------------------------------------------
+
+
+class McpToolSerializer(serializers.Serializer):
+    """The contract's tool object (`mcp_servers.api.serializers.tool_output`)."""
+
+    id = serializers.CharField(help_text="Tool ID")
+    name = serializers.CharField(help_text="Tool name")
+    description = serializers.CharField(allow_null=True, help_text="Tool description")
+    readOnlyHint = serializers.BooleanField(
+        allow_null=True, help_text="Whether the tool advertises that it only reads data"
+    )
+    accessMode = serializers.ChoiceField(choices=AccessMode.values, help_text="Tool access mode")
+    foundInServer = serializers.BooleanField(help_text="Whether this tool was found during the latest sync")
+
+
+class McpServerSerializer(serializers.Serializer):
+    """The contract's server object (`mcp_servers.api.serializers.mcp_server_output`)."""
+
+    id = serializers.CharField(help_text="MCP server ID")
+    displayName = serializers.CharField(help_text="Display name for the MCP server")
+    serverUrl = serializers.CharField(help_text="MCP server URL")
+    serverLabel = serializers.CharField(help_text="Stable server label used when exposing tools to AI models")
+    transportType = _nullable_enum(TransportType.values, "Transport protocol used by the MCP server")
+    setupState = serializers.ChoiceField(choices=SetupState.values, help_text="MCP server setup state")
+    lastSyncStatus = SyncStatusField()
+    lastSyncAttemptAt = serializers.DateTimeField(allow_null=True, help_text="Last tool sync attempt timestamp")
+    lastSuccessfulSyncAt = serializers.DateTimeField(allow_null=True, help_text="Last successful tool sync timestamp")
+    hasCompletedFirstSync = serializers.BooleanField(help_text="Whether the first tool sync has completed")
+    syncErrorMessage = serializers.CharField(allow_null=True, help_text="Error message from the last failed sync")
+    tools = McpToolSerializer(many=True, help_text="Available MCP tools")
+    createdAt = serializers.DateTimeField(help_text="Creation timestamp")
+    updatedAt = serializers.DateTimeField(help_text="Last update timestamp")
+    authUrl = serializers.CharField(
+        allow_null=True, help_text="OAuth authorization URL when the MCP server requires OAuth"
+    )
+    requiresAuth = serializers.BooleanField(help_text="Whether the MCP server requires OAuth authorization")
+
+
+def _envelope(name: str, data: serializers.Field, **fields: serializers.Field) -> type[serializers.Serializer]:
+    """`{"data": ...}`, the body of every success (a class statement cannot name a field `data`, a Serializer
+    property, without upsetting type checkers)."""
+    return type(name, (serializers.Serializer,), {"__module__": __name__, "data": data, **fields})
+
+
+McpServerResponseSerializer = _envelope("McpServerResponseSerializer", McpServerSerializer())
+
+
+class PaginationSerializer(serializers.Serializer):
+    nextCursor = serializers.CharField(allow_null=True, help_text="The `cursor` of the next page; null on the last")
+    hasMore = serializers.BooleanField(help_text="Whether another page follows")
+
+
+McpServerListResponseSerializer = _envelope(
+    "McpServerListResponseSerializer",
+    McpServerSerializer(many=True, help_text="Servers, newest first"),
+    pagination=PaginationSerializer(),
+)
+
+
+class McpToolDetailSerializer(McpToolSerializer):
+    """A tool with what an admin needs to review it (`mcp_servers.api.serializers.tool_detail_output`)."""
+
+    title = serializers.CharField(allow_null=True, help_text="Tool title")
+    inputSchema = JsonObjectField(help_text="The tool's input JSON Schema, as the server listed it")
+    annotations = JsonObjectField(help_text="The tool's MCP annotations, as the server listed them")
+    definitionChangedSinceReview = serializers.BooleanField(
+        help_text="Whether the server changed the tool's definition since its access mode was decided"
+    )
+    createdAt = serializers.DateTimeField(help_text="Creation timestamp")
+    updatedAt = serializers.DateTimeField(help_text="Last update timestamp")
+
+
+McpToolDetailResponseSerializer = _envelope("McpToolDetailResponseSerializer", McpToolDetailSerializer())
+McpToolListResponseSerializer = _envelope(
+    "McpToolListResponseSerializer", McpToolDetailSerializer(many=True, help_text="The server's tools, by name")
+)
+
+
+class McpServerAccessMemberSerializer(serializers.Serializer):
+    userId = serializers.CharField(help_text="User ID")
+    email = serializers.CharField(help_text="The member's email address")
+    grantedAt = serializers.DateTimeField(help_text="When access was granted")
+
+
+class McpServerAccessSerializer(serializers.Serializer):
+    everyoneInOrganizationCanAccess = serializers.BooleanField(
+        help_text="Whether every member in the organization can use this MCP server"
+    )
+    members = McpServerAccessMemberSerializer(many=True, help_text="Members granted access (admins always have it)")
+
+
+McpServerAccessResponseSerializer = _envelope("McpServerAccessResponseSerializer", McpServerAccessSerializer())
+
+
+# The tool catalog: one shape per `format` (see `mcp_servers.tool_catalog`).
+
+
+class CatalogToolDefaultSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="Model-facing tool name, unique in the catalog")
+    description = serializers.CharField(allow_null=True)
+    inputSchema = JsonObjectField()
+    needsApproval = serializers.BooleanField()
+    serverId = serializers.CharField()
+    serverLabel = serializers.CharField()
+    toolId = serializers.CharField()
+    originalName = serializers.CharField(help_text="The tool's name on its MCP server")
+
+
+class CatalogToolOpenAISerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["function"])
+    function = inline_serializer(
+        "CatalogToolOpenAIFunction",
+        {
+            "name": serializers.CharField(),
+            "description": serializers.CharField(required=False),
+            "parameters": JsonObjectField(),
+        },
+    )
+
+
+class CatalogToolAnthropicSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField(required=False)
+    input_schema = JsonObjectField()
+
+
+class CatalogToolMcpSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    title = serializers.CharField(required=False)
+    description = serializers.CharField(required=False)
+    inputSchema = JsonObjectField()
+    annotations = JsonObjectField(required=False)
+    _meta = inline_serializer(
+        "CatalogToolMcpMeta",
+        {
+            "needsApproval": serializers.BooleanField(),
+            "serverId": serializers.CharField(),
+            "originalName": serializers.CharField(),
+        },
+        label="_meta",
+    )
+
+
+McpToolCatalogResponseSerializer = _envelope(
+    "McpToolCatalogResponseSerializer",
+    PolymorphicProxySerializer(
+        component_name="CatalogTool",
+        serializers=[
+            CatalogToolDefaultSerializer,
+            CatalogToolOpenAISerializer,
+            CatalogToolAnthropicSerializer,
+            CatalogToolMcpSerializer,
+        ],
+        resource_type_field_name=None,
+        many=True,
+    ),
+)
+
+
+# --- Post-processing ----------------------------------------------------------------------------------------
+
+_PATH_PARAMETER = re.compile(r"\{(\w+)\}")
+
+
+def openapi_path(route: str) -> str:
+    """`organizations/<str:org_id>/...` (a Django route) as the document's `/api/public/organizations/{orgId}/...`."""
+    path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{" + PATH_PARAMETER_NAMES.get(m[1], m[1]) + "}", route)
+    return f"/api/public/{path}"
+
+
+def _drop_enum_ids(node: Any) -> None:
+    """drf-spectacular marks enums with `x-spec-enum-id` for its enum hook, which is not used here."""
+    if isinstance(node, dict):
+        node.pop("x-spec-enum-id", None)
+        for value in node.values():
+            _drop_enum_ids(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_enum_ids(value)
+
+
+def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular's POSTPROCESSING_HOOKS: camelCase path parameters, Retry-After on 429, and the contract's
+    raw components."""
+    _drop_enum_ids(result)
+    paths: dict[str, Any] = {}
+    for path, item in result.get("paths", {}).items():
+        renamed = _PATH_PARAMETER.sub(lambda m: "{" + PATH_PARAMETER_NAMES.get(m[1], m[1]) + "}", path)
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path":
+                    parameter["name"] = PATH_PARAMETER_NAMES.get(parameter["name"], parameter["name"])
+            too_many = operation.get("responses", {}).get("429")
+            if too_many is not None:
+                too_many["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
+        paths[renamed] = item
+    result["paths"] = paths
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(CONTRACT_COMPONENTS)
+    result["components"]["schemas"] = dict(sorted(schemas.items()))
+    return result
