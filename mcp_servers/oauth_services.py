@@ -8,9 +8,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -28,6 +29,7 @@ from mcp_servers.models import (
 
 logger = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
 CALLBACK_PATH = "/oauth/callback"
 CLIENT_METADATA_PATH = "/oauth/client-metadata.json"
 
@@ -54,6 +56,11 @@ def _state_hash(state: str) -> str:
 
 def _guarded(limits: client.SyncLimits) -> Any:
     return outbound.guarded_client(connect_seconds=limits.connect_seconds, read_seconds=limits.read_seconds)
+
+
+def _call(limits: client.SyncLimits, call: Callable[[Any], Awaitable[_T]]) -> _T:
+    """One OAuth request (or a few) on a fresh guarded client, bounded by the sync's total time."""
+    return oauth.run(_guarded(limits), call, limits.total_seconds)
 
 
 def _credentials(row: McpServerOAuth) -> oauth.ClientCredentials:
@@ -157,9 +164,7 @@ def _client_identity(
             scope=scope,
             auth_method=oauth.registration_auth_method(metadata),
         )
-        registered = oauth.run(
-            _guarded(limits), lambda http: oauth.aregister_client(http, metadata, request), limits.total_seconds
-        )
+        registered = _call(limits, lambda http: oauth.aregister_client(http, metadata, request))
         return registered, OAuthClientSource.DYNAMIC_REGISTRATION
     raise oauth.OAuthError(
         "The authorization server offers no way for this service to register as a client (no dynamic "
@@ -255,8 +260,8 @@ def oauth_authorization_complete(*, request_id: uuid.UUID | str, limits: client.
     row = request.server.oauth
     code = request.code
     try:
-        tokens = oauth.run(
-            _guarded(limits),
+        tokens = _call(
+            limits,
             lambda http: oauth.aexchange_code(
                 http,
                 row.token_endpoint,
@@ -266,7 +271,6 @@ def oauth_authorization_complete(*, request_id: uuid.UUID | str, limits: client.
                 redirect_uri=request.redirect_uri,
                 resource=row.resource,
             ),
-            limits.total_seconds,
         )
     except outbound.DestinationRefused as exc:
         _forget_code(request.pk)
@@ -339,8 +343,8 @@ def oauth_access_token(
         else:
             refresh_token = row.refresh_token
             try:
-                tokens = oauth.run(
-                    _guarded(limits),
+                tokens = _call(
+                    limits,
                     lambda http: oauth.arefresh(
                         http,
                         row.token_endpoint,
@@ -349,7 +353,6 @@ def oauth_access_token(
                         resource=row.resource,
                         scope=row.scope,
                     ),
-                    limits.total_seconds,
                 )
             except oauth.OAuthGrantRejected as exc:
                 rejected = exc
@@ -415,10 +418,9 @@ def oauth_revoke(*, revocation_id: int | str, limits: client.SyncLimits, final_a
     )
     token, endpoint = revocation.token, revocation.revocation_endpoint
     try:
-        oauth.run(
-            _guarded(limits),
+        _call(
+            limits,
             lambda http: oauth.arevoke(http, endpoint, credentials, token=token),
-            limits.total_seconds,
         )
     except oauth.OAuthError as exc:
         if exc.transient and not final_attempt:
