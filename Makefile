@@ -9,7 +9,7 @@ DEMO_MCP_PORT ?= 8765
 SERVICES_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 SERVICES_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test test-services lint format install install-dev clean
+.PHONY: run test test-services lint format install install-dev clean bench
 
 $(VENV)/.runtime: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ test-services: install-dev
 	if [ $$rc -ne 0 ]; then exit $$rc; fi; \
 	DATABASE_URL="$(SERVICES_DATABASE_URL)" REDIS_URL="$(SERVICES_REDIS_URL)" $(PY) -m pytest -m services; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-services: pytest collected no service tests" >&2; exit 1; fi; exit $$rc
+
+# Benchmarks (bench/): tool sync vs the bare SDK, DB queries, peak RSS, create/list under gunicorn. Needs the local
+# PostgreSQL (a throwaway bench_<pid> database) and Redis (db 13, flushed); about 3 minutes.
+bench: install-dev
+	$(PY) -m bench.run
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -44,6 +44,8 @@ def mcp_server_wait_for_new_auth_url(*, server_id: uuid.UUID, previous: str | No
 
 def _wait(server_id: uuid.UUID, timeout: float, done: Callable[[str | None, str | None], bool]) -> None:
     """Poll one primary-key lookup with a growing interval (20 ms up to 250 ms) until `done` or the timeout."""
+    if timeout <= 0:
+        return  # nothing to wait for: the lookup's answer could not change what the caller does
     deadline = time.monotonic() + timeout
     interval = 0.02
     while True:

@@ -1,0 +1,143 @@
+"""Tool sync against real SDK servers: our mcp_server_sync (probe + list + upsert on PostgreSQL) next to the bare
+SDK's connect-and-list of the same server, interleaved, with the sync's DB query count.
+
+    .venv/bin/python -m bench.sync [--sizes 10,100,1000,5000] [--runs 7] [--page-size 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from bench import common
+
+
+def sdk_list(url: str, mode: str) -> int:
+    """The bare SDK: Client(url, mode=...) with its defaults, list_tools following cursors."""
+    from mcp.client.client import Client
+
+    async def run() -> int:
+        count = 0
+        async with Client(url, mode=mode) as client:
+            cursor: str | None = None
+            for _ in range(1000):
+                page = await client.list_tools(cursor=cursor)
+                count += len(page.tools)
+                cursor = page.next_cursor
+                if not cursor:
+                    break
+        return count
+
+    return anyio.run(run)
+
+
+def measure(sizes: list[int], runs: int, page_size: int, deadline: float) -> list[list[Any]]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from bench import seed
+    from mcp_servers import client, services
+
+    organization, _ = seed.admin_access("bench-sync")
+    rows: list[list[Any]] = []
+    for size in sizes:
+        with common.mcp_server(size, page_size) as url:
+            queries: list[int] = []
+            counter = iter(range(10**6))
+
+            def ours(url: str = url, size: int = size, counter: Any = counter, queries: list[int] = queries) -> None:
+                server = seed.server_row(organization, url, f"s{size}_{next(counter)}")
+                with CaptureQueriesContext(connection) as ctx:
+                    outcome = services.mcp_server_sync(server_id=server.pk)
+                if outcome != services.SyncOutcome.SUCCESS:
+                    raise RuntimeError(f"sync of {size} tools: {outcome}")
+                queries.append(len(ctx.captured_queries))
+
+            def ours_list(url: str = url, size: int = size) -> None:
+                listing = client.list_remote_tools(url, {}, limits=services.sync_limits())
+                assert len(listing.tools) == size
+
+            def auto(url: str = url, size: int = size) -> None:
+                assert sdk_list(url, "auto") == size
+
+            def legacy(url: str = url, size: int = size) -> None:
+                assert sdk_list(url, "legacy") == size
+
+            contenders: list[tuple[str, Callable[[], None]]] = [
+                ("ours", ours),
+                ("ours_list", ours_list),
+                ("auto", auto),
+                ("legacy", legacy),
+            ]
+            for _, fn in contenders:  # warm-up: imports, connection pools, the server's caches
+                fn()
+            times: dict[str, list[float]] = {name: [] for name, _ in contenders}
+            for run in range(runs):
+                if time.monotonic() > deadline:
+                    break
+                shift = run % len(contenders)
+                for name, fn in contenders[shift:] + contenders[:shift]:  # rotate the order each run
+                    start = time.perf_counter()
+                    fn()
+                    times[name].append(time.perf_counter() - start)
+            n = len(times["ours"])
+            ratio_auto = common.median([o / a for o, a in zip(times["ours"], times["auto"], strict=False)])
+            ratio_legacy = common.median([o / b for o, b in zip(times["ours"], times["legacy"], strict=False)])
+            rows.append(
+                [
+                    size,
+                    n,
+                    f"{common.median(times['ours']) * 1000:.1f}",
+                    f"{common.median(times['ours_list']) * 1000:.1f}",
+                    f"{common.median(times['auto']) * 1000:.1f}",
+                    f"{common.median(times['legacy']) * 1000:.1f}",
+                    f"{ratio_auto:.2f}x",
+                    f"{ratio_legacy:.2f}x",
+                    "/".join(str(q) for q in sorted(set(queries))),
+                ]
+            )
+            print(common.table(HEADERS, rows[-1:]).splitlines()[-1], flush=True)
+    return rows
+
+
+HEADERS = [
+    "tools",
+    "runs",
+    "our sync ms",
+    "our list only ms",
+    "SDK auto ms",
+    "SDK legacy ms",
+    "sync/auto",
+    "sync/legacy",
+    "sync DB queries",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10,100,1000,5000")
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--page-size",
+        type=int,
+        default=1000,
+        help="server page size (0: one page; the bare SDK then fails at 5,000 tools: 1 MiB SSE event limit)",
+    )
+    parser.add_argument("--max-seconds", type=float, default=240)
+    args = parser.parse_args()
+    deadline = time.monotonic() + args.max_seconds
+    with common.database() as url:
+        common.django_setup(url, MCP_OUTBOUND_ALLOWLIST="127.0.0.1", MCP_SYNC_MAX_TOOLS="10000")
+        rows = measure([int(s) for s in args.sizes.split(",")], args.runs, args.page_size, deadline)
+    print(
+        f"\n## Tool sync (PostgreSQL, page size {args.page_size or 'unpaginated'}; medians; ratio = median of per-run)"
+    )
+    print(common.table(HEADERS, rows))
+
+
+if __name__ == "__main__":
+    main()
