@@ -23,11 +23,11 @@ def label_base(display_name: str) -> str:
     return base[:SERVER_LABEL_MAX_LENGTH].rstrip("_")
 
 
-def label_candidates(display_name: str) -> list[str]:
-    """The base, then `<base>_2`, `<base>_3`, ... each trimmed to fit the length bound."""
+def label_candidates(display_name: str, count: int = 999) -> list[str]:
+    """The base, then `<base>_2`, `<base>_3`, ... each trimmed to fit the length bound (`count` in all)."""
     base = label_base(display_name)
     candidates = [base]
-    for n in range(2, 1000):
+    for n in range(2, count + 1):
         suffix = f"_{n}"
         candidates.append(base[: SERVER_LABEL_MAX_LENGTH - len(suffix)].rstrip("_") + suffix)
     return candidates

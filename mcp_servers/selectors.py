@@ -21,12 +21,22 @@ def mcp_servers_with_tools() -> QuerySet[McpServer]:
 
 
 def mcp_server_get(*, organization: Organization, server_id: str | uuid.UUID) -> McpServer:
-    """One server of `organization` with its tools; a malformed id, another org's id and a missing id look alike."""
+    """One server of `organization` with its tools, to render; a malformed id, another org's id and a missing id
+    look alike (404)."""
+    return _one(mcp_servers_with_tools(), organization, server_id)
+
+
+def mcp_server_find(*, organization: Organization, server_id: str | uuid.UUID) -> McpServer:
+    """One server of `organization` without its tools, for writes and sub-resources (same 404 rules)."""
+    return _one(McpServer.objects.all(), organization, server_id)
+
+
+def _one(servers: QuerySet[McpServer], organization: Organization, server_id: str | uuid.UUID) -> McpServer:
     try:
         server_uuid = server_id if isinstance(server_id, uuid.UUID) else uuid.UUID(server_id)
     except ValueError:
         raise NotFound("MCP server not found.") from None
-    server = mcp_servers_with_tools().filter(organization=organization, pk=server_uuid).first()
+    server = servers.filter(organization=organization, pk=server_uuid).first()
     if server is None:
         raise NotFound("MCP server not found.")
     return server

@@ -22,7 +22,7 @@ from core import logging as log_context
 from core.exceptions import NotFound, ValidationError
 from core.ids import new_id
 from mcp_servers import client, oauth, oauth_services, outbound
-from mcp_servers.labels import first_free_label, label_base
+from mcp_servers.labels import first_free_label, label_base, label_candidates
 from mcp_servers.models import (
     AccessMode,
     McpServer,
@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 # Concurrent creates with one display name race for the same label; each round at least one wins.
 _LABEL_ATTEMPTS = 20
+# How many candidate labels a create checks exactly before falling back to a prefix scan.
+_LABEL_PROBE = 32
 # A lease outlives the longest sync it covers, and stays well under the broker's visibility timeout
 # so that a redelivered message (after a worker died holding the lease) finds it expired.
 _LEASE_MARGIN = timedelta(seconds=15)
@@ -102,12 +104,15 @@ def mcp_server_create(
 
 
 def _labels_taken(organization: Organization, display_name: str) -> set[str]:
+    """The taken labels among the first candidates for this name (an exact lookup); only when all of those are
+    taken, every label sharing the name's prefix (a scan that grows with such servers, so kept off the usual path)."""
+    probe = label_candidates(display_name, count=_LABEL_PROBE)
+    servers = McpServer.objects.filter(organization=organization)
+    taken = set(servers.filter(server_label__in=probe).values_list("server_label", flat=True))
+    if len(taken) < len(probe):
+        return taken
     prefix = label_base(display_name)[:16]
-    return set(
-        McpServer.objects.filter(organization=organization, server_label__startswith=prefix).values_list(
-            "server_label", flat=True
-        )
-    )
+    return set(servers.filter(server_label__startswith=prefix).values_list("server_label", flat=True))
 
 
 def _queue_sync_on_commit(server_id: uuid.UUID, *, request_seq: int) -> None:

@@ -27,6 +27,7 @@ from mcp_servers.models import AccessMode
 from mcp_servers.oauth_services import mcp_server_reauthorize_request
 from mcp_servers.selectors import (
     mcp_server_access_list,
+    mcp_server_find,
     mcp_server_get,
     mcp_server_tools,
     mcp_server_wait_for_new_auth_url,
@@ -150,7 +151,7 @@ class McpServerDetailApi(APIView):
     )
     def patch(self, request: Request, org_id: str, server_id: str) -> Response:
         organization = _admin_org(request, org_id)
-        server = mcp_server_get(organization=organization, server_id=server_id)
+        server = mcp_server_find(organization=organization, server_id=server_id)
         data = validated_input(McpServerUpdateInputSerializer(data=request.data))
         result = mcp_server_update(
             server=server,
@@ -179,7 +180,7 @@ class McpServerDetailApi(APIView):
         },
     )
     def delete(self, request: Request, org_id: str, server_id: str) -> Response:
-        server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
+        server = mcp_server_find(organization=_admin_org(request, org_id), server_id=server_id)
         mcp_server_delete(server=server)
         return Response(status=204)
 
@@ -201,7 +202,7 @@ class McpServerSyncApi(APIView):
     )
     def post(self, request: Request, org_id: str, server_id: str) -> Response:
         organization = _admin_org(request, org_id)
-        server = mcp_server_get(organization=organization, server_id=server_id)
+        server = mcp_server_find(organization=organization, server_id=server_id)
         mcp_server_sync_request(server=server)
         mcp_server_wait_for_sync(server_id=server.pk, timeout=settings.MCP_SYNC_WAIT_SECONDS)
         server = mcp_server_get(organization=organization, server_id=server.pk)
@@ -228,7 +229,7 @@ class McpServerReauthorizeApi(APIView):
     )
     def post(self, request: Request, org_id: str, server_id: str) -> Response:
         organization = _admin_org(request, org_id)
-        server = mcp_server_get(organization=organization, server_id=server_id)
+        server = mcp_server_find(organization=organization, server_id=server_id)
         previous = server.auth_url
         mcp_server_reauthorize_request(server=server)
         mcp_server_wait_for_new_auth_url(server_id=server.pk, previous=previous, timeout=settings.MCP_SYNC_WAIT_SECONDS)
@@ -249,7 +250,7 @@ class McpServerToolsApi(APIView):
         },
     )
     def get(self, request: Request, org_id: str, server_id: str) -> Response:
-        server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
+        server = mcp_server_find(organization=_admin_org(request, org_id), server_id=server_id)
         return Response({"data": [tool_detail_output(tool) for tool in mcp_server_tools(server=server)]})
 
 
@@ -267,7 +268,7 @@ class McpToolDetailApi(APIView):
         },
     )
     def patch(self, request: Request, org_id: str, server_id: str, tool_id: str) -> Response:
-        server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
+        server = mcp_server_find(organization=_admin_org(request, org_id), server_id=server_id)
         tool = mcp_tool_get(server=server, tool_id=tool_id)
         data = validated_input(ToolUpdateInputSerializer(data=request.data))
         tool = mcp_tool_set_access_mode(tool=tool, access_mode=data["accessMode"])
@@ -289,7 +290,7 @@ class McpServerAccessApi(APIView):
         },
     )
     def get(self, request: Request, org_id: str, server_id: str) -> Response:
-        server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
+        server = mcp_server_find(organization=_admin_org(request, org_id), server_id=server_id)
         return Response({"data": access_output(server, mcp_server_access_list(server=server))})
 
     @extend_schema(
@@ -305,7 +306,7 @@ class McpServerAccessApi(APIView):
         },
     )
     def post(self, request: Request, org_id: str, server_id: str) -> Response:
-        server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
+        server = mcp_server_find(organization=_admin_org(request, org_id), server_id=server_id)
         data = validated_input(AccessGrantInputSerializer(data=request.data))
         user = get_user_model().objects.filter(email__iexact=data["email"].strip()).first()
         if user is None:
@@ -330,7 +331,7 @@ class McpServerAccessDetailApi(APIView):
         },
     )
     def delete(self, request: Request, org_id: str, server_id: str, user_id: str) -> Response:
-        server = mcp_server_get(organization=_admin_org(request, org_id), server_id=server_id)
+        server = mcp_server_find(organization=_admin_org(request, org_id), server_id=server_id)
         if not (user_id.isascii() and user_id.isdigit()):  # "²".isdigit(), but int("²") fails
             raise ValidationError("userId", "is not a valid user id.")
         if int(user_id) > _MAX_ID:  # no user has it, and the database cannot even compare it
