@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import json
 import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -46,7 +47,8 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import stream_within_origin
 from mcp.shared.exceptions import MCPError
-from mcp_types.version import LATEST_HANDSHAKE_VERSION
+from mcp.shared.inbound import MCP_METHOD_HEADER, MCP_PROTOCOL_VERSION_HEADER
+from mcp_types.version import LATEST_HANDSHAKE_VERSION, LATEST_MODERN_VERSION, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from core import exception_groups
@@ -80,12 +82,29 @@ HttpClientFactory = Callable[..., httpx2.AsyncClient]
 _T = TypeVar("_T")
 
 _PROBE_BODY_LIMIT: Final = 64 * 1024
-_PROBE_ID: Final = "probe-initialize"
+_PROBE_ID: Final = "probe"
 _AUTH_STATUSES: Final = frozenset({401, 403})
 _GATEWAY_STATUSES: Final = frozenset({502, 503, 504})
 _NOT_AN_MCP_POST_STATUSES: Final = frozenset({400, 404, 405})
 # Any blank line ends an SSE event; with CR, LF and CRLF line ends these three pairs catch every blank line.
 _EVENT_BOUNDARIES: Final = (b"\n\n", b"\r\r", b"\n\r")
+
+
+_DISCOVER: Final = "server/discover"
+_PROBE_CLIENT_INFO: Final = {"name": "mcp-tool-sync-probe", "version": "1"}
+_PROBE_HEADERS: Final = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+@dataclass(frozen=True)
+class _Probe:
+    transport: TransportType
+    discovered: mcp_types.DiscoverResult | None  # set when the server speaks a modern (stateless) version
+    sessions: tuple[str, ...]  # sessions the probes opened, released while the tools are listed
+
+
+def _modern_version(discovered: mcp_types.DiscoverResult) -> str:
+    """The newest modern version both sides support (the probe only keeps results that offer one)."""
+    return [v for v in MODERN_PROTOCOL_VERSIONS if v in discovered.supported_versions][-1]
 
 
 @dataclass(frozen=True)
@@ -109,10 +128,16 @@ class RemoteTool:
     read_only_hint: bool | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ToolListing:
     transport: TransportType
     tools: list[RemoteTool]
+
+    def __repr__(self) -> str:
+        # Short on purpose: asyncio.Runner formats its main task, result included, when anyio.run() returns
+        # (restoring the SIGINT handler builds an error message with the task's repr), and the dataclass
+        # repr of a thousand tools took ~13 ms each time.
+        return f"ToolListing(transport={self.transport!r}, tools=<{len(self.tools)} tools>)"
 
 
 @dataclass(frozen=True)
@@ -407,12 +432,12 @@ class _ToolLister:
                     raise
                 except McpClientError as exc:
                     sse_failure = exc
-            transport, probe_session = await self._guard(self._probe(http))
-            if transport == "SSE":
+            probe = await self._guard(self._probe(http))
+            if probe.transport == "SSE":
                 if sse_failure is not None:
                     raise sse_failure
                 return ToolListing("SSE", await self._guard(self._list_over_sse(http)))
-            tools = await self._guard(self._list_over_streamable(http, probe_session))
+            tools = await self._guard(self._list_over_streamable(http, probe))
             return ToolListing("STREAMABLE_HTTP", tools)
 
     def _open_client(self) -> httpx2.AsyncClient:
@@ -455,7 +480,65 @@ class _ToolLister:
                 raise
         raise error
 
-    async def _probe(self, http: httpx2.AsyncClient) -> tuple[TransportType, str | None]:
+    async def _probe(self, http: httpx2.AsyncClient) -> _Probe:
+        """Classify the endpoint, asking as the SDK's own "auto" mode does: ``server/discover`` first, then the
+        handshake-era ``initialize`` when the answer is not a modern one."""
+        strays: list[str] = []
+        discovered = await self._probe_discover(http, strays)
+        if isinstance(discovered, mcp_types.DiscoverResult):
+            return _Probe("STREAMABLE_HTTP", discovered, tuple(strays))
+        if discovered == "SSE":
+            return _Probe("SSE", None, tuple(strays))
+        transport, session = await self._probe_initialize(http)
+        return _Probe(transport, None, (*strays, *([session] if session else [])))
+
+    async def _probe_discover(
+        self, http: httpx2.AsyncClient, strays: list[str]
+    ) -> mcp_types.DiscoverResult | Literal["SSE", "LEGACY"]:
+        """A modern server's DiscoverResult; "SSE" when the URL takes no POSTs at all; "LEGACY" otherwise.
+
+        Auth challenges and server errors raise as from the initialize probe. Any session a server opens for
+        this request is added to ``strays`` (to be released while the tools are listed).
+        """
+        payload = {
+            "jsonrpc": "2.0",
+            "id": _PROBE_ID,
+            "method": _DISCOVER,
+            "params": {
+                "_meta": {
+                    mcp_types.PROTOCOL_VERSION_META_KEY: LATEST_MODERN_VERSION,
+                    mcp_types.CLIENT_INFO_META_KEY: _PROBE_CLIENT_INFO,
+                    mcp_types.CLIENT_CAPABILITIES_META_KEY: {},
+                }
+            },
+        }
+        headers = {
+            **_PROBE_HEADERS,
+            MCP_PROTOCOL_VERSION_HEADER: LATEST_MODERN_VERSION,
+            MCP_METHOD_HEADER: _DISCOVER,
+        }
+        async with stream_within_origin(http, "POST", self.url, json=payload, headers=headers) as response:
+            status = response.status_code
+            if session := response.headers.get("mcp-session-id"):
+                strays.append(session)
+            if status in (404, 405):
+                return "SSE"
+            if status in _AUTH_STATUSES or status == 429 or status in _GATEWAY_STATUSES:
+                raise self._status_error(status, response.headers.get_list("www-authenticate"))
+            content_type = response.headers.get("content-type", "").lower()
+            if not (200 <= status < 300 and content_type.startswith("application/json")):
+                return "LEGACY"  # e.g. 400 from a handshake-era server that wants a session: initialize decides
+            body = await self._read_probe_body(response, event_stream=False)
+        try:
+            answer = json.loads(body)
+            result = mcp_types.DiscoverResult.model_validate(answer["result"])
+        except (ValueError, TypeError, KeyError, ValidationError):
+            return "LEGACY"  # a JSON-RPC error (method not found), or not a DiscoverResult
+        if not set(result.supported_versions) & set(MODERN_PROTOCOL_VERSIONS):
+            return "LEGACY"  # a server that answers discover but offers only handshake-era versions
+        return result
+
+    async def _probe_initialize(self, http: httpx2.AsyncClient) -> tuple[TransportType, str | None]:
         """Send a handshake-era ``initialize`` and classify the answer; returns the session it opened, if any."""
         payload = {
             "jsonrpc": "2.0",
@@ -464,11 +547,10 @@ class _ToolLister:
             "params": {
                 "protocolVersion": LATEST_HANDSHAKE_VERSION,
                 "capabilities": {},
-                "clientInfo": {"name": "mcp-tool-sync-probe", "version": "1"},
+                "clientInfo": _PROBE_CLIENT_INFO,
             },
         }
-        headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-        async with stream_within_origin(http, "POST", self.url, json=payload, headers=headers) as response:
+        async with stream_within_origin(http, "POST", self.url, json=payload, headers=_PROBE_HEADERS) as response:
             status = response.status_code
             if 200 <= status < 300:
                 content_type = response.headers.get("content-type", "").lower()
@@ -485,15 +567,17 @@ class _ToolLister:
                 return "SSE", None
             raise self._status_error(status, response.headers.get_list("www-authenticate"))
 
-    async def _read_probe_body(self, response: httpx2.Response, *, event_stream: bool) -> None:
-        # Reading a small body to its end lets the connection go back to the pool for the SDK's requests.
+    async def _read_probe_body(self, response: httpx2.Response, *, event_stream: bool) -> bytes:
+        """Up to 64 KiB of a probe's answer. Reading a small body to its end lets the connection go back to the
+        pool for the SDK's requests."""
         seen = b""
         async for chunk in response.aiter_raw():
             seen += chunk
             # An initialize answer sent as an event stream is complete after its first event; the server may
             # keep the stream open, so stop there instead of waiting for it to close.
             if len(seen) >= _PROBE_BODY_LIMIT or (event_stream and any(b in seen for b in _EVENT_BOUNDARIES)):
-                return
+                break
+        return seen[:_PROBE_BODY_LIMIT]
 
     async def _release_probe_session(self, http: httpx2.AsyncClient, session_id: str) -> None:
         headers = {"mcp-session-id": session_id, "mcp-protocol-version": LATEST_HANDSHAKE_VERSION}
@@ -502,16 +586,17 @@ class _ToolLister:
             async with stream_within_origin(http, "DELETE", self.url, headers=headers):
                 pass
 
-    async def _list_over_streamable(self, http: httpx2.AsyncClient, probe_session: str | None) -> list[RemoteTool]:
+    async def _list_over_streamable(self, http: httpx2.AsyncClient, probe: _Probe) -> list[RemoteTool]:
         transport = streamable_http_client(
             self.url, http_client=http, max_sse_event_size=self.limits.max_response_bytes
         )
-        if probe_session is None:
-            return await self._list_with(transport)
+        if not probe.sessions:
+            return await self._list_with(transport, probe.discovered)
         async with anyio.create_task_group() as tg:
             # Released concurrently with the SDK's own handshake so the probe costs no extra round trip.
-            tg.start_soon(self._release_probe_session, http, probe_session)
-            tools = await self._list_with(transport)
+            for session in probe.sessions:
+                tg.start_soon(self._release_probe_session, http, session)
+            tools = await self._list_with(transport, probe.discovered)
         return tools
 
     async def _list_over_sse(self, http: httpx2.AsyncClient) -> list[RemoteTool]:
@@ -531,14 +616,21 @@ class _ToolLister:
         )
         return await self._list_with(transport)
 
-    async def _list_with(self, transport: AbstractAsyncContextManager[Any]) -> list[RemoteTool]:
+    async def _list_with(
+        self, transport: AbstractAsyncContextManager[Any], discovered: mcp_types.DiscoverResult | None = None
+    ) -> list[RemoteTool]:
         self.stage = "initialize"
         self.failed_post = None
-        # Legacy mode: the probe (or the SSE endpoint) just proved the handshake-era initialize works, and
-        # "auto" would spend a round trip on server/discover first. No response cache: every sync must see
-        # the server's current tools.
+        # The probe already negotiated: a modern server's DiscoverResult is adopted as is (no second discover);
+        # otherwise the handshake-era initialize, which the probe (or the SSE endpoint) showed to work. No
+        # response cache: every sync must see the server's current tools.
+        mode = _modern_version(discovered) if discovered is not None else "legacy"
         async with Client(
-            transport, mode="legacy", cache=None, read_timeout_seconds=self.limits.read_seconds
+            transport,
+            mode=mode,
+            prior_discover=discovered,
+            cache=None,
+            read_timeout_seconds=self.limits.read_seconds,
         ) as client:
             self.stage = "tools/list"
             return await self._collect(client)

@@ -57,6 +57,29 @@ def test_streamable_http_lists_tools(mcp_server: RunningMcpServer) -> None:
     assert set(tool.input_schema["properties"]) == {"text", "repeat"}
 
 
+def test_a_modern_server_is_listed_over_the_2026_protocol(mcp_server_factory: Factory) -> None:
+    server = mcp_server_factory(tools=25, page_size=10)
+
+    listing = list_remote_tools(server.url, {})
+
+    assert listing.transport == "STREAMABLE_HTTP"
+    assert [tool.name for tool in listing.tools] == [f"tool_{i}" for i in range(25)]
+    seen = server.requests()
+    # server/discover, then three tools/list pages; no initialize, no session.
+    assert seen["count"] == seen["modern"] == 4
+
+
+def test_a_handshake_era_server_is_listed_after_initialize(mcp_server_factory: Factory) -> None:
+    server = mcp_server_factory(tools=25, page_size=10, legacy_only=True)
+
+    listing = list_remote_tools(server.url, {})
+
+    assert listing.transport == "STREAMABLE_HTTP"
+    assert [tool.name for tool in listing.tools] == [f"tool_{i}" for i in range(25)]
+    assert listing.tools[0].annotations == {"readOnlyHint": True}
+    assert server.requests()["modern"] == 1  # only the discover probe, which it refused
+
+
 def test_read_only_hint_and_annotations_are_parsed(mcp_server: RunningMcpServer) -> None:
     tools = list_remote_tools(mcp_server.url, {}).tools
 
@@ -107,16 +130,20 @@ def test_pagination_over_sse(mcp_server_factory: Factory) -> None:
     assert [tool.name for tool in listing.tools] == [f"tool_{i}" for i in range(25)]
 
 
-@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
-def test_required_header_is_sent_on_every_request(mcp_server_factory: Factory, transport: str) -> None:
-    server = mcp_server_factory(transport=transport, require_header=("X-Api-Key", SECRET))
+# The three kinds of server the probe tells apart, as options of the test server.
+SERVER_KINDS = {"modern": {}, "handshake-era": {"legacy_only": True}, "sse": {"transport": "sse"}}
+
+
+@pytest.mark.parametrize(("kind", "requests"), [("modern", 2), ("handshake-era", 5), ("sse", 4)])
+def test_required_header_is_sent_on_every_request(mcp_server_factory: Factory, kind: str, requests: int) -> None:
+    server = mcp_server_factory(**SERVER_KINDS[kind], require_header=("X-Api-Key", SECRET))
 
     listing = list_remote_tools(server.url, {"X-Api-Key": SECRET})
 
     assert len(listing.tools) == 3
     seen = server.requests()
     assert seen["rejected"] == 0
-    assert seen["count"] >= 4
+    assert seen["count"] >= requests
     assert "x-api-key" in seen["headers"]
 
 
@@ -273,9 +300,9 @@ def test_control_api_changes_the_listing(mcp_server_factory: Factory) -> None:
     assert restored[0].description == "Test tool number 0."
 
 
-@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
-def test_every_request_goes_through_the_factory(mcp_server_factory: Factory, transport: str) -> None:
-    server = mcp_server_factory(transport=transport)
+@pytest.mark.parametrize("kind", list(SERVER_KINDS))
+def test_every_request_goes_through_the_factory(mcp_server_factory: Factory, kind: str) -> None:
+    server = mcp_server_factory(**SERVER_KINDS[kind])
     calls: list[dict[str, Any]] = []
     sent: list[str] = []
 
@@ -294,14 +321,18 @@ def test_every_request_goes_through_the_factory(mcp_server_factory: Factory, tra
     assert len(calls) == 1
     assert calls[0]["headers"] == {"X-Trace": "t-1"}
     assert "x-trace" in server.requests()["headers"]
-    if transport == "sse":
-        # Probe POST (405), the event-stream GET, then initialize, initialized and tools/list POSTs.
+    if kind == "sse":
+        # The discover probe (405), the event-stream GET, then initialize, initialized and tools/list POSTs.
         assert sent.count("GET") == 1
         assert sent.count("POST") == 4
-    else:
-        # Probe POST and its DELETE, then the SDK's initialize, initialized, tools/list and session DELETE.
-        assert sent.count("POST") == 4
+    elif kind == "handshake-era":
+        # The discover probe (400), the initialize probe and its DELETE, then the SDK's initialize, initialized,
+        # tools/list and session DELETE.
+        assert sent.count("POST") == 5
         assert sent.count("DELETE") == 2
+    else:
+        # The discover probe, then tools/list: stateless, nothing to open or release.
+        assert sent == ["POST", "POST"]
 
 
 def test_factory_can_veto_requests_with_its_own_error(mcp_server: RunningMcpServer) -> None:

@@ -62,6 +62,7 @@ _SWITCHES = {
     "endless_sse_event": "--endless-sse-event",
     "trickle": "--trickle",
     "no_prm": "--no-prm",
+    "legacy_only": "--legacy-only",
 }
 
 

@@ -6,7 +6,11 @@ endpoint the same port serves a small control API for tests:
 
 * ``POST /_control`` with JSON ``{"drop": [names]}``, ``{"restore": true}`` or ``{"describe": {name: text}}``;
 * ``GET /_control/requests`` -> ``{"count": <requests seen on the MCP paths>, "headers": [lowercased names],
-  "rejected": <requests refused by --require-header>, "wellKnown": <requests seen on /.well-known/ paths>}``.
+  "rejected": <requests refused by --require-header>, "wellKnown": <requests seen on /.well-known/ paths>,
+  "modern": <requests on the MCP paths that carried a 2026-era MCP-Protocol-Version>}``.
+
+The SDK's server speaks both protocol eras; ``--legacy-only`` makes it answer 2026-era requests as a
+handshake-era server does (400, "Missing session ID"), so clients fall back to ``initialize``.
 
 With ``--oauth-challenge`` the port also serves OAuth metadata: RFC 9728 protected-resource metadata at
 ``/.well-known/oauth-protected-resource`` and ``/.well-known/oauth-protected-resource<mcp path>`` (404 with
@@ -32,6 +36,7 @@ import uvicorn
 from mcp.server import MCPServer, ServerRequestContext
 from mcp.server.mcpserver.tools import Tool as ServerTool
 from mcp_types import ListToolsResult, PaginatedRequestParams, Tool, ToolAnnotations
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -73,6 +78,7 @@ class ServerOptions:
     no_prm: bool = False
     scope_count: int = 1
     metadata_format: str = "json"
+    legacy_only: bool = False
 
     @property
     def mcp_path(self) -> str:
@@ -93,6 +99,7 @@ class ServerState:
     request_count: int = 0
     rejected_count: int = 0
     well_known_count: int = 0
+    modern_count: int = 0
     header_names: set[str] = field(default_factory=set)
 
 
@@ -266,6 +273,15 @@ class ControlApp:
                 await _send_json(send, 401, None)
                 return
         is_mcp_post = scope["method"] == "POST" and path == self.options.mcp_path
+        modern = on_mcp_path and any(
+            k.lower() == b"mcp-protocol-version" and v.decode("latin-1") in MODERN_PROTOCOL_VERSIONS for k, v in headers
+        )
+        self.state.modern_count += modern
+        if is_mcp_post and modern and self.options.legacy_only:
+            # What a handshake-era SDK server answers a request that has no session and is not initialize.
+            error = {"code": -32600, "message": "Bad Request: Missing session ID"}
+            await _send_json(send, 400, {"jsonrpc": "2.0", "id": None, "error": error})
+            return
         if self.options.status is not None and is_mcp_post:
             await _send_json(send, self.options.status, None)
             return
@@ -324,6 +340,7 @@ class ControlApp:
                 "headers": sorted(self.state.header_names),
                 "rejected": self.state.rejected_count,
                 "wellKnown": self.state.well_known_count,
+                "modern": self.state.modern_count,
             }
             await _send_json(send, 200, payload)
             return
@@ -364,6 +381,9 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
     )
     parser.add_argument("--trickle", action="store_true", help="a POST gets an event stream of comments, forever")
     parser.add_argument("--description-size", type=int, metavar="BYTES", help="length of every tool description")
+    parser.add_argument(
+        "--legacy-only", action="store_true", help="answer 2026-era requests as a handshake-era server (400)"
+    )
     metadata = parser.add_argument_group("OAuth metadata (served with --oauth-challenge)")
     metadata.add_argument("--resource-metadata", metavar="URL", help="resource_metadata named by the challenge")
     metadata.add_argument("--authorization-server", metavar="URL", help="the one authorization server listed")
@@ -405,6 +425,7 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
         no_prm=args.no_prm,
         scope_count=args.scope_count,
         metadata_format=args.metadata_format,
+        legacy_only=args.legacy_only,
     )
 
 
@@ -419,7 +440,9 @@ async def serve(options: ServerOptions) -> None:
     app = ControlApp(inner, server, options, state)
 
     # Binding the socket ourselves is what makes --port 0 usable: the chosen port is known before serving.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY on accepted connections only when the listening socket
+    # says it is TCP, and without it Nagle holds a response body behind its headers for a delayed ACK (~40 ms).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((options.host, options.port))
     port = sock.getsockname()[1]

@@ -638,7 +638,9 @@ def parse_args(argv: list[str] | None = None) -> OAuthServerOptions:
 
 async def serve(options: OAuthServerOptions) -> None:
     # Bind first: the issuer and resource URLs contain the port, and --port 0 only picks one on bind.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY on accepted connections only when the listening socket
+    # says it is TCP, and without it Nagle holds a response body behind its headers for a delayed ACK (~40 ms).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((options.host, options.port))
     port = sock.getsockname()[1]
