@@ -97,7 +97,9 @@ class McpServerHeader(models.Model):
 
 class McpTool(models.Model):
     id = models.UUIDField(primary_key=True, default=new_id, editable=False)
-    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="tools")
+    # No index of its own: the unique (server, name) constraint below leads with it and serves every lookup by
+    # server, so a second index would only cost writes (a sync upserts every tool of a server).
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="tools", db_index=False)
     name = models.CharField(max_length=512)
     title = models.TextField(null=True, blank=True)
     description = models.TextField(null=True, blank=True)

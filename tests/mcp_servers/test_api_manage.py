@@ -364,3 +364,5 @@ def test_definition_hash_is_stable() -> None:
         annotations={}, read_only_hint=None,
     )  # fmt: skip
     assert definition_hash(tool) == definition_hash(same)
+    # Pinned: a change to the canonical form would withdraw ALWAYS_ALLOW from every reviewed tool at its next sync.
+    assert definition_hash(tool) == "4c5dc03ab708a0d34c3eaa0a80b7a019367daff70ff2fcf5dddf09dc46561e20"

@@ -213,6 +213,53 @@ def test_a_changed_definition_withdraws_always_allow_and_never_loosens_blocked(
     assert tools_of(server)["tool_0"].access_mode == AccessMode.ALWAYS_ALLOW
 
 
+def test_awkward_definitions_are_stored_exactly_as_listed(organization: Organization) -> None:
+    """The upsert embeds each tool's canonical definition text in its JSON document; every field must come back."""
+    from django.utils import timezone
+
+    from mcp_servers.client import RemoteTool
+    from mcp_servers.services import _tools_upsert, definition_hash
+
+    server = McpServer.objects.create(
+        organization=organization, display_name="Awkward", server_label="awkward", server_url="https://a.example/mcp"
+    )
+    listed = [
+        RemoteTool(
+            name='quote"back\\slash ünï',
+            title='Ünïcode "q" \u2028',
+            description="line\nbreak \\ tab\t {braces} %s %(x)s",
+            input_schema={"type": "object", "properties": {"x": {"type": "number", "maximum": 1e16, "minimum": -0.5}}},
+            output_schema={"type": "object", "properties": {"ok": {"type": "boolean"}}},
+            annotations={"readOnlyHint": True, "title": "\u2603"},
+            read_only_hint=True,
+        ),
+        RemoteTool(
+            name="plain",
+            title=None,
+            description=None,
+            input_schema={},
+            output_schema=None,
+            annotations={},
+            read_only_hint=None,
+        ),
+    ]
+    _tools_upsert(server.pk, listed, timezone.now())
+    stored = tools_of(server)
+    for tool in listed:
+        row = stored[tool.name]
+        assert (row.title, row.description, row.input_schema, row.output_schema, row.annotations) == (
+            tool.title,
+            tool.description,
+            tool.input_schema,
+            tool.output_schema,
+            tool.annotations,
+        )
+        assert row.read_only_hint is tool.read_only_hint
+        assert row.definition_hash == row.reviewed_definition_hash == definition_hash(tool)
+    assert stored[listed[0].name].access_mode == AccessMode.ALWAYS_ALLOW
+    assert stored["plain"].access_mode == AccessMode.NEEDS_APPROVAL
+
+
 def test_a_sync_holding_the_lease_is_not_run_twice(
     mcp_server_factory: Any, make_server: Callable[..., McpServer]
 ) -> None:
