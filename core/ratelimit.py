@@ -83,12 +83,18 @@ def _storage_uri() -> str:
     return settings.REDIS_URL or "memory://"
 
 
-def _decide(policy: str, rule_text: str, identifier: str, *, hit: bool) -> Decision | None:
+def _decide(
+    policy: str, rule_text: str, identifier: str, *, hit: bool, stats_if_allowed: bool = True
+) -> Decision | None:
+    """The limiter's answer for one identifier; None when the rule is off, or when it allows and
+    `stats_if_allowed` is false (the window's stats are a second round trip, spent only when they are used)."""
     if not rule_text:
         return None  # limits off
     rule = _rule(rule_text)
     limiter = _limiter(_storage_uri())
     allowed = limiter.hit(rule, policy, identifier) if hit else limiter.test(rule, policy, identifier)
+    if allowed and not stats_if_allowed:
+        return None
     stats = limiter.get_window_stats(rule, policy, identifier)
     return Decision(
         policy=policy,
@@ -112,13 +118,25 @@ def check_api_key(request: HttpRequest, key_prefix: str) -> None:
 
 def refuse_if_auth_failures_exceeded(request: HttpRequest) -> None:
     """Before checking a key: a client address that failed too often is refused outright (no oracle)."""
-    decision = _decide(AUTH_FAILURE_POLICY, settings.MCP_AUTH_FAILURE_RATE_LIMIT, client_address(request), hit=False)
+    decision = _decide(
+        AUTH_FAILURE_POLICY,
+        settings.MCP_AUTH_FAILURE_RATE_LIMIT,
+        client_address(request),
+        hit=False,
+        stats_if_allowed=False,
+    )
     if decision is not None and not decision.allowed:
         raise RateLimited(decision)
 
 
 def record_auth_failure(request: HttpRequest) -> None:
-    _decide(AUTH_FAILURE_POLICY, settings.MCP_AUTH_FAILURE_RATE_LIMIT, client_address(request), hit=True)
+    _decide(
+        AUTH_FAILURE_POLICY,
+        settings.MCP_AUTH_FAILURE_RATE_LIMIT,
+        client_address(request),
+        hit=True,
+        stats_if_allowed=False,
+    )
 
 
 def client_address(request: HttpRequest) -> str:

@@ -6,9 +6,10 @@ Lower-case letters, digits and underscores, starting with a letter, at most 24 c
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 
 from mcp_servers.models import SERVER_LABEL_MAX_LENGTH
 
@@ -25,16 +26,19 @@ def label_base(display_name: str) -> str:
 
 def label_candidates(display_name: str, count: int = 999) -> list[str]:
     """The base, then `<base>_2`, `<base>_3`, ... each trimmed to fit the length bound (`count` in all)."""
-    base = label_base(display_name)
-    candidates = [base]
-    for n in range(2, count + 1):
+    return list(itertools.islice(_candidates(label_base(display_name)), count))
+
+
+def _candidates(base: str) -> Iterator[str]:
+    yield base
+    for n in itertools.count(2):
         suffix = f"_{n}"
-        candidates.append(base[: SERVER_LABEL_MAX_LENGTH - len(suffix)].rstrip("_") + suffix)
-    return candidates
+        yield base[: SERVER_LABEL_MAX_LENGTH - len(suffix)].rstrip("_") + suffix
 
 
 def first_free_label(display_name: str, taken: Collection[str]) -> str:
-    for candidate in label_candidates(display_name):
+    """The first candidate not in `taken`; made one at a time, since it is usually the first."""
+    for candidate in itertools.islice(_candidates(label_base(display_name)), 999):
         if candidate not in taken:
             return candidate
     raise RuntimeError("no free server label")  # 999 servers with one display name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,8 +88,8 @@ def tool_output(tool: McpTool) -> dict[str, Any]:
     }
 
 
-def mcp_server_output(server: McpServer) -> dict[str, Any]:
-    """The contract's server object. `tools` must have been prefetched (see selectors)."""
+def mcp_server_output(server: McpServer, tools: Iterable[McpTool] | None = None) -> dict[str, Any]:
+    """The contract's server object, with `tools` or else the server's prefetched tools (see selectors)."""
     return {
         "id": str(server.id),
         "displayName": server.display_name,
@@ -101,7 +102,7 @@ def mcp_server_output(server: McpServer) -> dict[str, Any]:
         "lastSuccessfulSyncAt": _timestamp(server.last_successful_sync_at),
         "hasCompletedFirstSync": server.has_completed_first_sync,
         "syncErrorMessage": server.sync_error_message,
-        "tools": [tool_output(tool) for tool in server.tools.all()],
+        "tools": [tool_output(tool) for tool in (server.tools.all() if tools is None else tools)],
         "createdAt": _timestamp(server.created_at),
         "updatedAt": _timestamp(server.updated_at),
         "authUrl": server.auth_url,

@@ -112,6 +112,10 @@ class McpServerCollectionApi(APIView):
             headers=_headers(data["headers"]) or [],
             everyone_in_organization_can_access=data["everyoneInOrganizationCanAccess"],
         )
+        if settings.MCP_SYNC_WAIT_SECONDS <= 0 and not settings.CELERY_TASK_ALWAYS_EAGER:
+            # Nothing is awaited and the sync runs in a worker: the row as inserted is the answer, and a server
+            # whose first sync has not run has no tools. Reading it back would cost two queries for nothing.
+            return Response({"data": mcp_server_output(server, tools=())}, status=201)
         mcp_server_wait_for_sync(server_id=server.pk, timeout=settings.MCP_SYNC_WAIT_SECONDS)
         server = mcp_server_get(organization=organization, server_id=server.pk)
         return Response({"data": mcp_server_output(server)}, status=201)

@@ -311,3 +311,49 @@ def test_a_deeply_nested_body_is_a_400(admin: Caller, organization: Organization
     body = "[" * 100_000 + "]" * 100_000
     response = admin.client.post(admin.create_url(), body, content_type="application/json")
     assert_error(response, 400, "ValidationError")
+
+
+def test_wait_zero_with_a_worker_answers_the_row_as_inserted_in_five_queries(
+    admin: Caller, settings: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    """With a worker (not in process) and no wait, the create renders the row it inserted instead of reading it back.
+
+    The sync is published to Celery's in-memory broker here; nothing consumes it, so the row stays as inserted.
+    """
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from config.celery import app
+
+    # Celery's conf reads through to Django's settings, so it is patched first (its undo restores what it saw).
+    monkeypatch.setitem(app.conf, "task_always_eager", False)
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.MCP_SYNC_WAIT_SECONDS = 0
+    with django_capture_on_commit_callbacks(execute=True):
+        first = admin.client.post(admin.create_url(), VALID, format="json")  # starts the trial
+    assert first.status_code == 201, first.content
+    with django_capture_on_commit_callbacks(execute=True) as published, CaptureQueriesContext(connection) as queries:
+        response = admin.client.post(
+            admin.create_url(),
+            {**VALID, "displayName": "Other Tools", "headers": [{"key": "X-Api-Key", "value": "secret"}]},
+            format="json",
+        )
+    assert response.status_code == 201, response.content
+    assert_matches_contract(201, response.json())
+    assert len(published) == 1  # the sync was queued, after commit
+    # The key, the organization, then the insert of the server and of its header in one transaction (in a test
+    # transaction a savepoint stands for BEGIN/COMMIT); the taken labels are read only after a clash, and the
+    # trial is already running.
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == [
+        "SELECT",
+        "SELECT",
+        "SAVEPOINT",
+        "INSERT",
+        "INSERT",
+        "RELEASE",
+    ], [q["sql"][:80] for q in queries.captured_queries]
+    data = response.json()["data"]
+    assert data["serverLabel"] == "other_tools"
+    assert (data["setupState"], data["lastSyncStatus"], data["tools"]) == ("INCOMPLETE", "PENDING", [])
+    # Exactly what reading the row back gives.
+    assert admin.client.get(f"{admin.create_url()}/{data['id']}").json()["data"] == data
