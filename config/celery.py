@@ -11,6 +11,14 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+@signals.worker_process_init.connect  # each prefork child, after the fork
+@signals.worker_ready.connect  # the main process (it runs the tasks itself with --pool=solo or threads)
+def _tune_garbage_collector(**_: object) -> None:
+    from core.runtime import tune_garbage_collector
+
+    tune_garbage_collector()
+
+
 @signals.task_prerun.connect
 def _bind_task_log_context(task_id: str | None = None, **_: object) -> None:
     """A task's log lines carry its id (the services add the server and organization they work on)."""

@@ -21,3 +21,13 @@ max_requests_jitter = 500
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_worker_init(worker: object) -> None:
+    """Load every view now, then tune the garbage collector for what is loaded (core/runtime.py)."""
+    from django.urls import get_resolver
+
+    from core.runtime import tune_garbage_collector
+
+    get_resolver().url_patterns  # noqa: B018 - imports the URLconf and every view module it names
+    tune_garbage_collector()
