@@ -86,6 +86,8 @@ _PROBE_ID: Final = "probe"
 _AUTH_STATUSES: Final = frozenset({401, 403})
 _GATEWAY_STATUSES: Final = frozenset({502, 503, 504})
 _NOT_AN_MCP_POST_STATUSES: Final = frozenset({400, 404, 405})
+# Answers to server/discover that may only mean "not this request": a handshake-era server, or an SSE endpoint.
+_NOT_UNDERSTOOD_STATUSES: Final = frozenset({400, 404, 405, 406, 415, 422, 501})
 # Any blank line ends an SSE event; with CR, LF and CRLF line ends these three pairs catch every blank line.
 _EVENT_BOUNDARIES: Final = (b"\n\n", b"\r\r", b"\n\r")
 
@@ -482,20 +484,16 @@ class _ToolLister:
 
     async def _probe(self, http: httpx2.AsyncClient) -> _Probe:
         """Classify the endpoint, asking as the SDK's own "auto" mode does: ``server/discover`` first, then the
-        handshake-era ``initialize`` when the answer is not a modern one."""
+        handshake-era ``initialize`` when the answer is not a modern one (which also tells legacy SSE apart)."""
         strays: list[str] = []
         discovered = await self._probe_discover(http, strays)
-        if isinstance(discovered, mcp_types.DiscoverResult):
+        if discovered is not None:
             return _Probe("STREAMABLE_HTTP", discovered, tuple(strays))
-        if discovered == "SSE":
-            return _Probe("SSE", None, tuple(strays))
         transport, session = await self._probe_initialize(http)
         return _Probe(transport, None, (*strays, *([session] if session else [])))
 
-    async def _probe_discover(
-        self, http: httpx2.AsyncClient, strays: list[str]
-    ) -> mcp_types.DiscoverResult | Literal["SSE", "LEGACY"]:
-        """A modern server's DiscoverResult; "SSE" when the URL takes no POSTs at all; "LEGACY" otherwise.
+    async def _probe_discover(self, http: httpx2.AsyncClient, strays: list[str]) -> mcp_types.DiscoverResult | None:
+        """A modern server's DiscoverResult, or None when ``initialize`` should decide.
 
         Auth challenges and server errors raise as from the initialize probe. Any session a server opens for
         this request is added to ``strays`` (to be released while the tools are listed).
@@ -521,21 +519,21 @@ class _ToolLister:
             status = response.status_code
             if session := response.headers.get("mcp-session-id"):
                 strays.append(session)
-            if status in (404, 405):
-                return "SSE"
-            if status in _AUTH_STATUSES or status == 429 or status in _GATEWAY_STATUSES:
+            if not (200 <= status < 300 or status in _NOT_UNDERSTOOD_STATUSES):
+                # Auth, rate limits, server errors, misdirection: initialize would hear the same.
                 raise self._status_error(status, response.headers.get_list("www-authenticate"))
             content_type = response.headers.get("content-type", "").lower()
-            if not (200 <= status < 300 and content_type.startswith("application/json")):
-                return "LEGACY"  # e.g. 400 from a handshake-era server that wants a session: initialize decides
-            body = await self._read_probe_body(response, event_stream=False)
+            # Read to its end (bounded) even when it is not used: the connection then serves what follows.
+            body = await self._read_probe_body(response, event_stream=content_type.startswith("text/event-stream"))
+        if not (200 <= status < 300 and content_type.startswith("application/json")):
+            return None  # e.g. 400 from a handshake-era server that wants a session, or 405 from an SSE one
         try:
             answer = json.loads(body)
             result = mcp_types.DiscoverResult.model_validate(answer["result"])
         except (ValueError, TypeError, KeyError, ValidationError):
-            return "LEGACY"  # a JSON-RPC error (method not found), or not a DiscoverResult
+            return None  # a JSON-RPC error (method not found), or not a DiscoverResult
         if not set(result.supported_versions) & set(MODERN_PROTOCOL_VERSIONS):
-            return "LEGACY"  # a server that answers discover but offers only handshake-era versions
+            return None  # a server that answers discover but offers only handshake-era versions
         return result
 
     async def _probe_initialize(self, http: httpx2.AsyncClient) -> tuple[TransportType, str | None]:

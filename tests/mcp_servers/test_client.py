@@ -134,7 +134,7 @@ def test_pagination_over_sse(mcp_server_factory: Factory) -> None:
 SERVER_KINDS = {"modern": {}, "handshake-era": {"legacy_only": True}, "sse": {"transport": "sse"}}
 
 
-@pytest.mark.parametrize(("kind", "requests"), [("modern", 2), ("handshake-era", 5), ("sse", 4)])
+@pytest.mark.parametrize(("kind", "requests"), [("modern", 2), ("handshake-era", 5), ("sse", 5)])
 def test_required_header_is_sent_on_every_request(mcp_server_factory: Factory, kind: str, requests: int) -> None:
     server = mcp_server_factory(**SERVER_KINDS[kind], require_header=("X-Api-Key", SECRET))
 
@@ -322,9 +322,10 @@ def test_every_request_goes_through_the_factory(mcp_server_factory: Factory, kin
     assert calls[0]["headers"] == {"X-Trace": "t-1"}
     assert "x-trace" in server.requests()["headers"]
     if kind == "sse":
-        # The discover probe (405), the event-stream GET, then initialize, initialized and tools/list POSTs.
+        # The discover and initialize probes (405 each), the event-stream GET, then initialize, initialized and
+        # tools/list POSTs.
         assert sent.count("GET") == 1
-        assert sent.count("POST") == 4
+        assert sent.count("POST") == 5
     elif kind == "handshake-era":
         # The discover probe (400), the initialize probe and its DELETE, then the SDK's initialize, initialized,
         # tools/list and session DELETE.

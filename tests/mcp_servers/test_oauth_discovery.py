@@ -589,4 +589,4 @@ def test_well_known_requests_are_counted_separately(mcp_server: RunningMcpServer
         response = http.get(f"{mcp_server.base_url}{PRM_PATH}")
 
     assert response.status_code == 404  # metadata is served only with --oauth-challenge
-    assert mcp_server.requests() == {"count": 0, "headers": [], "rejected": 0, "wellKnown": 1}
+    assert mcp_server.requests() == {"count": 0, "headers": [], "rejected": 0, "wellKnown": 1, "modern": 0}
