@@ -67,7 +67,7 @@ test-services: install-dev
 	if [ $$rc -eq 5 ]; then echo "make test-services: pytest collected no service tests" >&2; exit 1; fi; exit $$rc
 
 # Benchmarks (bench/): tool sync vs the bare SDK, DB queries, peak RSS, create/list under gunicorn. Needs the local
-# PostgreSQL (a throwaway bench_<pid> database) and Redis (db 13, flushed); about 3 minutes.
+# PostgreSQL (a throwaway bench_<pid> database) and Redis (db 13, flushed); about 5 minutes.
 bench: install-dev
 	$(PY) -m bench.run
 
