@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any
 
+import orjson
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, models, transaction
@@ -361,8 +362,12 @@ def _record_success(lease: _Lease, listing: client.ToolListing) -> None:
         _tools_upsert(lease.server_id, listing.tools, now)
 
 
-def _canonical_definition(tool: client.RemoteTool) -> str:
-    """What the tool means to a model, as canonical JSON text (sorted keys, no spaces)."""
+def _canonical_definition(tool: client.RemoteTool) -> bytes:
+    """What the tool means to a model, as canonical JSON (UTF-8, sorted keys, no spaces).
+
+    orjson's form; the standard library's identical compact sorted form for what orjson cannot encode (integers
+    beyond 64 bits), so a given definition always gets the same bytes.
+    """
     definition = {
         "title": tool.title,
         "description": tool.description,
@@ -370,12 +375,16 @@ def _canonical_definition(tool: client.RemoteTool) -> str:
         "outputSchema": tool.output_schema,
         "annotations": tool.annotations,
     }
-    return json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    try:
+        return orjson.dumps(definition, default=str, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        return canonical.encode()
 
 
 def definition_hash(tool: client.RemoteTool) -> str:
     """SHA-256 of what the tool means to a model; a change after review withdraws ALWAYS_ALLOW."""
-    return hashlib.sha256(_canonical_definition(tool).encode()).hexdigest()
+    return hashlib.sha256(_canonical_definition(tool)).hexdigest()
 
 
 def default_access_mode(read_only_hint: bool | None) -> AccessMode:
@@ -433,22 +442,25 @@ FROM jsonb_array_elements(%s::jsonb) AS t
 }
 
 
-def _upsert_entry(tool: client.RemoteTool) -> str:
-    """One tool of the upsert document, as JSON text.
+def _upsert_document(tools: Sequence[client.RemoteTool]) -> str:
+    """Every listed tool as one JSON array, the upsert's single parameter.
 
-    The canonical definition is serialized once: its text is both hashed and embedded as is (it is valid JSON),
-    which halves the serialization work of a sync compared with dumping the tool's fields a second time.
+    Each canonical definition is serialized once: those bytes are both hashed and embedded as they are.
     """
-    definition = _canonical_definition(tool)
-    return (
-        f'{{"id":"{new_id_hex()}","name":{json.dumps(tool.name, ensure_ascii=False)},'
-        f'"read_only_hint":{_JSON_HINT[tool.read_only_hint]},'
-        f'"access_mode":"{default_access_mode(tool.read_only_hint).value}",'
-        f'"definition_hash":"{hashlib.sha256(definition.encode()).hexdigest()}","definition":{definition}}}'
-    )
-
-
-_JSON_HINT: Final = {True: "true", False: "false", None: "null"}
+    entries = []
+    for tool in tools:
+        definition = _canonical_definition(tool)
+        entries.append(
+            {
+                "id": new_id_hex(),
+                "name": tool.name,
+                "read_only_hint": tool.read_only_hint,
+                "access_mode": default_access_mode(tool.read_only_hint).value,
+                "definition_hash": hashlib.sha256(definition).hexdigest(),
+                "definition": orjson.Fragment(definition),
+            }
+        )
+    return orjson.dumps(entries).decode()
 
 
 def _tools_upsert(server_id: uuid.UUID, tools: Sequence[client.RemoteTool], now: datetime) -> None:
@@ -458,7 +470,7 @@ def _tools_upsert(server_id: uuid.UUID, tools: Sequence[client.RemoteTool], now:
     definition counts as reviewed; an existing tool's mode is governed inside the statement.
     """
     if tools:
-        document = "[" + ",".join(_upsert_entry(tool) for tool in tools) + "]"
+        document = _upsert_document(tools)
         server_param = models.UUIDField().get_db_prep_value(server_id, connection)  # hex on SQLite, uuid on PG
         stamp = connection.ops.adapt_datetimefield_value(now)
         with connection.cursor() as cursor:

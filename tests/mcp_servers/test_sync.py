@@ -242,6 +242,16 @@ def test_awkward_definitions_are_stored_exactly_as_listed(organization: Organiza
             annotations={},
             read_only_hint=None,
         ),
+        # Beyond 64 bits: orjson cannot encode it, so its canonical form comes from the standard library.
+        RemoteTool(
+            name="huge",
+            title=None,
+            description=None,
+            input_schema={"maximum": 2**70, "b": [1, 2.5]},
+            output_schema=None,
+            annotations={},
+            read_only_hint=False,
+        ),
     ]
     _tools_upsert(server.pk, listed, timezone.now())
     stored = tools_of(server)
