@@ -75,6 +75,15 @@ def django_setup(database_url: str, **extra_env: str) -> None:
     django.setup()
 
 
+def like_a_worker_process() -> None:
+    """Load what a Celery worker process loads and tune its garbage collector as config/celery.py does, so an
+    in-process sync runs as it would in the worker (call after django_setup)."""
+    import mcp_servers.tasks  # noqa: F401 - the task modules, as the worker imports them at start
+    from core.runtime import tune_garbage_collector
+
+    tune_garbage_collector()
+
+
 def redis_flush() -> None:
     subprocess.run(["redis-cli", "-u", REDIS_URL, "FLUSHDB"], check=True, timeout=30, stdout=subprocess.DEVNULL)
 
@@ -142,6 +151,19 @@ def tree_cpu_ms(pid: int) -> float:
     """CPU milliseconds (user + system) of a process and its direct children."""
     ticks = sum(cpu_ticks(p) for p in [pid, *children(pid)])
     return ticks * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
+def calibration_ms() -> float:
+    """The best of five runs of a fixed pure-Python loop, in ms: a yardstick for comparing machines (and one
+    machine's noisy moments), printed next to figures that depend on the CPU's speed."""
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i % 7
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

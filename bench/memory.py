@@ -30,6 +30,8 @@ def child(url: str, tools: int) -> None:
     from bench import seed
     from mcp_servers import client, services  # noqa: F401 - imported before the baseline is read
 
+    common.like_a_worker_process()
+
     organization, _ = seed.admin_access(f"bench-memory-{tools}")
     server = seed.server_row(organization, url, f"mem_{tools}")
     before = _status_kib("VmHWM")

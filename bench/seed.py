@@ -10,7 +10,7 @@ from django.utils import timezone
 from mcp_servers import client, services
 from mcp_servers.models import McpServer, SetupState, SyncStatus
 from organizations.models import Membership, Organization
-from organizations.services import demo_access_ensure
+from organizations.services import api_key_create, demo_access_ensure
 
 
 def admin_access(name: str) -> tuple[Organization, str]:
@@ -19,6 +19,13 @@ def admin_access(name: str) -> tuple[Organization, str]:
         email=f"{name}@bench.example.com", organization_name=name, role=Membership.Role.ADMIN
     )
     return organization, created.plaintext
+
+
+def more_keys(organization: Organization, count: int) -> list[str]:
+    """`count` more API keys (plaintext) for the organization's first admin."""
+    membership = Membership.objects.select_related("user").filter(organization=organization).first()
+    assert membership is not None
+    return [api_key_create(user=membership.user, name=f"bench {i}").plaintext for i in range(count)]
 
 
 def server_row(organization: Organization, url: str, label: str) -> McpServer:
