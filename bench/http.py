@@ -202,6 +202,7 @@ def main() -> None:
         print(f"calibration: {common.calibration_ms():.0f} ms (pure-Python loop; lower is a faster machine)")
         try:
             for age in [int(a) for a in args.conn_max_age.split(",")]:
+                common.redis_flush()  # each configuration starts with fresh rate-limit windows (and no queue)
                 with gunicorn(url, args.workers, args.threads, age, rate_limit) as (base, pid):
                     create_url = f"{base}/api/public/organizations/{organization.pk}/mcp-servers"
 

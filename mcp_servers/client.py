@@ -1,9 +1,11 @@
 """List the tools of a remote MCP server, with hard bounds and user-facing errors.
 
-This is the only module of the project that talks to the MCP SDK. It detects the transport (Streamable HTTP
-or legacy HTTP+SSE) with one raw ``initialize`` probe, lists every tool page through the SDK's ``Client`` and
-turns every failure into one of the ``McpClientError`` subclasses below, whose ``str()`` is a plain sentence
-that is safe to show to users and to log: it never contains header values, tokens or response bodies.
+This is the only module of the project that talks to the MCP SDK. It detects the protocol and transport with
+raw probes, as the SDK's own "auto" negotiation does: ``server/discover`` first (a 2026-era server answers it
+and is then listed over the stateless protocol), else ``initialize`` (Streamable HTTP of the handshake era, or
+legacy HTTP+SSE). It lists every tool page through the SDK's ``Client`` and turns every failure into one of
+the ``McpClientError`` subclasses below, whose ``str()`` is a plain sentence that is safe to show to users and
+to log: it never contains header values, tokens or response bodies.
 
 Bounds, all taken from ``SyncLimits``:
 

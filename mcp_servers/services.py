@@ -97,7 +97,7 @@ def mcp_server_create(
                     organization_start_trial(organization_id=organization.pk)
                 _queue_sync_on_commit(server.pk, request_seq=1)
         except IntegrityError:
-            # Another create took the label between our read and our insert; try the next one.
+            # The label is taken, by an earlier server or by a concurrent create: read the taken ones, try the next.
             if not McpServer.objects.filter(organization=organization, server_label=label).exists():
                 raise
             taken = _labels_taken(organization, name) | {label}
@@ -365,8 +365,8 @@ def _record_success(lease: _Lease, listing: client.ToolListing) -> None:
 def _canonical_definition(tool: client.RemoteTool) -> bytes:
     """What the tool means to a model, as canonical JSON (UTF-8, sorted keys, no spaces).
 
-    orjson's form; the standard library's identical compact sorted form for what orjson cannot encode (integers
-    beyond 64 bits), so a given definition always gets the same bytes.
+    orjson's form, or the standard library's compact sorted form for what orjson cannot encode (integers beyond
+    64 bits): either way a given definition always gets the same bytes.
     """
     definition = {
         "title": tool.title,
