@@ -37,6 +37,10 @@ def sdk_list(url: str, mode: str) -> int:
     return anyio.run(run)
 
 
+def _no_setup(fn: Callable[[], None]) -> Callable[[], Callable[[], None]]:
+    return lambda: fn
+
+
 def measure(sizes: list[int], runs: int, page_size: int, deadline: float) -> list[list[Any]]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -51,26 +55,16 @@ def measure(sizes: list[int], runs: int, page_size: int, deadline: float) -> lis
             queries: list[int] = []
             counter = iter(range(10**6))
 
-            rows_ready: list[Any] = []
+            def ours(url: str = url, size: int = size, counter: Any = counter) -> Callable[[], None]:
+                # The server row is made here, before the clock starts: the sync is what is timed.
+                server = seed.server_row(organization, url, f"s{size}_{next(counter)}")
 
-            def new_row(
-                url: str = url, size: int = size, counter: Any = counter, ready: list[Any] = rows_ready
-            ) -> None:
-                ready.append(seed.server_row(organization, url, f"s{size}_{next(counter)}"))
+                def sync() -> None:
+                    outcome = services.mcp_server_sync(server_id=server.pk)
+                    if outcome != services.SyncOutcome.SUCCESS:
+                        raise RuntimeError(f"sync of {size} tools: {outcome}")
 
-            def ours(size: int = size, ready: list[Any] = rows_ready) -> None:
-                server = ready.pop()  # made before the clock started: the sync is what is timed
-                outcome = services.mcp_server_sync(server_id=server.pk)
-                if outcome != services.SyncOutcome.SUCCESS:
-                    raise RuntimeError(f"sync of {size} tools: {outcome}")
-
-            def count_queries(queries: list[int] = queries) -> None:
-                # Untimed: Django's capturing cursor renders every statement with its parameters (the upsert's
-                # is the whole tool list), which would otherwise be timed as part of the sync.
-                new_row()
-                with CaptureQueriesContext(connection) as ctx:
-                    ours()
-                queries.append(len(ctx.captured_queries))
+                return sync
 
             def ours_list(url: str = url, size: int = size) -> None:
                 listing = client.list_remote_tools(url, {}, limits=services.sync_limits())
@@ -82,29 +76,35 @@ def measure(sizes: list[int], runs: int, page_size: int, deadline: float) -> lis
             def legacy(url: str = url, size: int = size) -> None:
                 assert sdk_list(url, "legacy") == size
 
-            contenders: list[tuple[str, Callable[[], None]]] = [
+            def count_queries(queries: list[int] = queries) -> None:
+                # Untimed: Django's capturing cursor renders every statement with its parameters (the upsert's
+                # is the whole tool list), which would otherwise be timed as part of the sync.
+                sync = ours()
+                with CaptureQueriesContext(connection) as ctx:
+                    sync()
+                queries.append(len(ctx.captured_queries))
+
+            # Each contender's setup returns what is timed.
+            contenders: list[tuple[str, Callable[[], Callable[[], None]]]] = [
                 ("ours", ours),
-                ("ours_list", ours_list),
-                ("auto", auto),
-                ("legacy", legacy),
+                ("ours_list", _no_setup(ours_list)),
+                ("auto", _no_setup(auto)),
+                ("legacy", _no_setup(legacy)),
             ]
             count_queries()
-            for name, fn in contenders:  # warm-up: imports, connection pools, the server's caches
-                if name == "ours":
-                    new_row()
-                fn()
+            for _, setup in contenders:  # warm-up: imports, connection pools, the server's caches
+                setup()()
             count_queries()
             times: dict[str, list[float]] = {name: [] for name, _ in contenders}
             for run in range(runs):
                 if time.monotonic() > deadline:
                     break
                 shift = run % len(contenders)
-                for name, fn in contenders[shift:] + contenders[:shift]:  # rotate the order each run
-                    if name == "ours":
-                        new_row()
+                for name, setup in contenders[shift:] + contenders[:shift]:  # rotate the order each run
+                    timed = setup()
                     gc.collect()  # each starts from a clean heap: no one pays for the previous one's garbage
                     start = time.perf_counter()
-                    fn()
+                    timed()
                     times[name].append(time.perf_counter() - start)
             if os.environ.get("BENCH_VERBOSE"):
                 for name, values in times.items():

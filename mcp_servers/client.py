@@ -487,18 +487,18 @@ class _ToolLister:
     async def _probe(self, http: httpx2.AsyncClient) -> _Probe:
         """Classify the endpoint, asking as the SDK's own "auto" mode does: ``server/discover`` first, then the
         handshake-era ``initialize`` when the answer is not a modern one (which also tells legacy SSE apart)."""
-        strays: list[str] = []
-        discovered = await self._probe_discover(http, strays)
+        discovered, stray = await self._probe_discover(http)
+        strays = (stray,) if stray else ()
         if discovered is not None:
-            return _Probe("STREAMABLE_HTTP", discovered, tuple(strays))
+            return _Probe("STREAMABLE_HTTP", discovered, strays)
         transport, session = await self._probe_initialize(http)
-        return _Probe(transport, None, (*strays, *([session] if session else [])))
+        return _Probe(transport, None, (*strays, session) if session else strays)
 
-    async def _probe_discover(self, http: httpx2.AsyncClient, strays: list[str]) -> mcp_types.DiscoverResult | None:
-        """A modern server's DiscoverResult, or None when ``initialize`` should decide.
+    async def _probe_discover(self, http: httpx2.AsyncClient) -> tuple[mcp_types.DiscoverResult | None, str | None]:
+        """A modern server's DiscoverResult (None when ``initialize`` should decide), and the session the server
+        opened for the request, if it did (it is released while the tools are listed).
 
-        Auth challenges and server errors raise as from the initialize probe. Any session a server opens for
-        this request is added to ``strays`` (to be released while the tools are listed).
+        Auth challenges and server errors raise as from the initialize probe.
         """
         payload = {
             "jsonrpc": "2.0",
@@ -519,19 +519,21 @@ class _ToolLister:
         }
         async with stream_within_origin(http, "POST", self.url, json=payload, headers=headers) as response:
             status = response.status_code
-            if session := response.headers.get("mcp-session-id"):
-                strays.append(session)
+            session = response.headers.get("mcp-session-id") or None
             if not (200 <= status < 300 or status in _NOT_UNDERSTOOD_STATUSES):
                 # Auth, rate limits, server errors, misdirection: initialize would hear the same.
                 raise self._status_error(status, response.headers.get_list("www-authenticate"))
             content_type = response.headers.get("content-type", "").lower()
             # Read to its end (bounded) even when it is not used: the connection then serves what follows.
             body = await self._read_probe_body(response, event_stream=content_type.startswith("text/event-stream"))
+        return self._modern_result(status, content_type, body), session
+
+    @staticmethod
+    def _modern_result(status: int, content_type: str, body: bytes) -> mcp_types.DiscoverResult | None:
         if not (200 <= status < 300 and content_type.startswith("application/json")):
             return None  # e.g. 400 from a handshake-era server that wants a session, or 405 from an SSE one
         try:
-            answer = json.loads(body)
-            result = mcp_types.DiscoverResult.model_validate(answer["result"])
+            result = mcp_types.DiscoverResult.model_validate(json.loads(body)["result"])
         except (ValueError, TypeError, KeyError, ValidationError):
             return None  # a JSON-RPC error (method not found), or not a DiscoverResult
         if not set(result.supported_versions) & set(MODERN_PROTOCOL_VERSIONS):
@@ -590,10 +592,8 @@ class _ToolLister:
         transport = streamable_http_client(
             self.url, http_client=http, max_sse_event_size=self.limits.max_response_bytes
         )
-        if not probe.sessions:
-            return await self._list_with(transport, probe.discovered)
         async with anyio.create_task_group() as tg:
-            # Released concurrently with the SDK's own handshake so the probe costs no extra round trip.
+            # Released concurrently with the SDK's own handshake so the probes cost no extra round trip.
             for session in probe.sessions:
                 tg.start_soon(self._release_probe_session, http, session)
             tools = await self._list_with(transport, probe.discovered)

@@ -6,7 +6,6 @@ Lower-case letters, digits and underscores, starting with a letter, at most 24 c
 
 from __future__ import annotations
 
-import itertools
 import re
 import unicodedata
 from collections.abc import Collection, Iterator
@@ -24,21 +23,25 @@ def label_base(display_name: str) -> str:
     return base[:SERVER_LABEL_MAX_LENGTH].rstrip("_")
 
 
-def label_candidates(display_name: str, count: int = 999) -> list[str]:
+_MAX_CANDIDATES = 999
+
+
+def label_candidates(display_name: str, count: int = _MAX_CANDIDATES) -> list[str]:
     """The base, then `<base>_2`, `<base>_3`, ... each trimmed to fit the length bound (`count` in all)."""
-    return list(itertools.islice(_candidates(label_base(display_name)), count))
+    return list(_candidates(display_name, count))
 
 
-def _candidates(base: str) -> Iterator[str]:
+def _candidates(display_name: str, count: int) -> Iterator[str]:
+    base = label_base(display_name)
     yield base
-    for n in itertools.count(2):
+    for n in range(2, count + 1):
         suffix = f"_{n}"
         yield base[: SERVER_LABEL_MAX_LENGTH - len(suffix)].rstrip("_") + suffix
 
 
 def first_free_label(display_name: str, taken: Collection[str]) -> str:
     """The first candidate not in `taken`; made one at a time, since it is usually the first."""
-    for candidate in itertools.islice(_candidates(label_base(display_name)), 999):
+    for candidate in _candidates(display_name, _MAX_CANDIDATES):
         if candidate not in taken:
             return candidate
     raise RuntimeError("no free server label")  # 999 servers with one display name
