@@ -44,7 +44,9 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "django.contrib.staticfiles",
+    # Before staticfiles: `runserver` leaves static files to WhiteNoise, as gunicorn does.
+    "whitenoise.runserver_nostatic",
+    "core.apps.StaticFiles",
     "rest_framework",
     "drf_spectacular",
     "core",
@@ -56,6 +58,8 @@ MIDDLEWARE = [
     "core.logging.RequestIdMiddleware",
     "core.ratelimit.RateLimitHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's CSS and JavaScript) in every way the service runs: runserver and gunicorn alike.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -106,8 +110,14 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# Static files are collected (`manage.py collectstatic`, which `make run` and the release step run) into
+# STATIC_ROOT, compressed (gzip, Brotli) and fingerprinted, and WhiteNoise serves them with far-future caching.
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 # Encrypted columns (header values, later OAuth secrets): the first key encrypts, all keys decrypt.
 FERNET_KEYS = env.list("FERNET_KEYS", default=[]) or [_required("FERNET_KEYS", "dev-insecure-fernet-key")]
