@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -58,16 +59,49 @@ def organization_start_trial(*, organization_id: uuid.UUID) -> bool:
     return started == 1
 
 
-@transaction.atomic
-def demo_access_ensure(*, email: str, organization_name: str, role: str) -> tuple[Organization, CreatedApiKey]:
-    """User, organization and membership as needed, and a fresh API key (the create_api_key command)."""
-    user_model = get_user_model()
-    user, created = user_model.objects.get_or_create(username=email, defaults={"email": email})
+@dataclass(frozen=True)
+class AdminLogin:
+    organization: Organization
+    user: User
+    password: str  # generated, shown once; only its hash is stored
+
+
+def _organization_named(name: str) -> Organization:
+    """The oldest organization with this name, created when there is none."""
+    organization = Organization.objects.filter(name=name).order_by("id").first()
+    return organization if organization is not None else organization_create(name=name)
+
+
+def _user_with_email(email: str) -> User:
+    user, created = get_user_model().objects.get_or_create(username=email, defaults={"email": email})
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
-    organization = Organization.objects.filter(name=organization_name).order_by("id").first()
-    if organization is None:
-        organization = organization_create(name=organization_name)
+    return user
+
+
+@transaction.atomic
+def organization_admin_login_create(*, email: str, organization_name: str) -> AdminLogin:
+    """Give a person the admin for an organization: an ADMIN membership, staff status (Django's admin lets in
+    staff users only; what they see there is decided by their memberships) and a new generated password.
+
+    Running it again for the same person issues a new password: the way to hand out a lost one.
+    """
+    user = _user_with_email(email)
+    organization = _organization_named(organization_name)
+    membership_set(user=user, organization=organization, role=Membership.Role.ADMIN)
+    password = secrets.token_urlsafe(12)
+    user.set_password(password)
+    user.is_staff = True
+    user.is_active = True
+    user.save(update_fields=["password", "is_staff", "is_active"])
+    return AdminLogin(organization=organization, user=user, password=password)
+
+
+@transaction.atomic
+def demo_access_ensure(*, email: str, organization_name: str, role: str) -> tuple[Organization, CreatedApiKey]:
+    """User, organization and membership as needed, and a fresh API key (the create_api_key command)."""
+    user = _user_with_email(email)
+    organization = _organization_named(organization_name)
     membership_set(user=user, organization=organization, role=role)
     return organization, api_key_create(user=user, name="create_api_key")
