@@ -1,7 +1,14 @@
 # The two commands: `make run` and `make test`. Everything installs into .venv.
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV := .venv
+# The oldest supported Python found (3.11 to 3.13): override with PYTHON=python3.13. Another VENV keeps
+# one virtualenv per Python side by side (CI: VENV=.venv-3.13 PYTHON=python3.13 make test).
+SUPPORTED_PYTHONS := python3.11 python3.12 python3.13 python3
+ifndef PYTHON
+PYTHON := $(shell for p in $(SUPPORTED_PYTHONS); do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info < (3, 14))' \
+	2>/dev/null && { command -v $$p; break; }; done)
+endif
+VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 DEMO_MCP_PORT ?= 8765
@@ -9,9 +16,10 @@ DEMO_MCP_PORT ?= 8765
 SERVICES_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 SERVICES_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test test-services lint format install install-dev clean bench
+.PHONY: run run-services test test-services lint format install install-dev clean bench
 
 $(VENV)/.runtime: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "make: no Python 3.11, 3.12 or 3.13 found; install one, or set PYTHON=..." >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e .
@@ -21,27 +29,22 @@ $(VENV)/.dev: $(VENV)/.runtime
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@touch $@
 
-install: $(VENV)/.runtime
+# Compressed, fingerprinted copies of the admin's CSS and JavaScript for WhiteNoise, collected once per install.
+var/static/staticfiles.json: $(VENV)/.runtime
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+
+install: $(VENV)/.runtime var/static/staticfiles.json
 install-dev: $(VENV)/.dev
 
-# Serve the API and the admin on the embedded defaults (SQLite, tasks in process), next to a demo
-# MCP server on 127.0.0.1:$(DEMO_MCP_PORT) that is allowlisted for outbound calls.
+# Serve the API and the admin on the embedded defaults (SQLite, tasks in process), next to a demo MCP server on
+# 127.0.0.1:$(DEMO_MCP_PORT) that is allowlisted for outbound calls; prints an API key and an admin login.
 run: install
-	@$(PY) manage.py migrate --noinput
-	@set -euo pipefail; \
-	export MCP_OUTBOUND_ALLOWLIST="$${MCP_OUTBOUND_ALLOWLIST:-127.0.0.1:$(DEMO_MCP_PORT)}"; \
-	$(PY) -m core.demo_mcp_server --host 127.0.0.1 --port $(DEMO_MCP_PORT) >var/demo-mcp.log 2>&1 & demo=$$!; \
-	trap 'kill $$demo 2>/dev/null || true' EXIT INT TERM; \
-	creds=$$($(PY) manage.py create_api_key --email demo@example.com --organization "Demo organization" --json); \
-	org=$$($(PY) -c 'import json,sys; print(json.load(sys.stdin)["organizationId"])' <<<"$$creds"); \
-	key=$$($(PY) -c 'import json,sys; print(json.load(sys.stdin)["apiKey"])' <<<"$$creds"); \
-	echo; echo "Demo organization: $$org"; echo "Demo API key (shown once): $$key"; echo; \
-	echo "Try:"; \
-	echo "  curl -s -X POST http://127.0.0.1:$(PORT)/api/public/organizations/$$org/mcp-servers \\"; \
-	echo "    -H 'Authorization: Bearer $$key' -H 'Content-Type: application/json' \\"; \
-	echo "    -d '{\"displayName\": \"Demo tools\", \"serverUrl\": \"http://127.0.0.1:$(DEMO_MCP_PORT)/mcp\"}'"; \
-	echo; \
-	$(PY) manage.py runserver 127.0.0.1:$(PORT) --noreload
+	@PY=$(PY) PORT=$(PORT) DEMO_MCP_PORT=$(DEMO_MCP_PORT) bash bin/serve
+
+# The same demo on the real stack: gunicorn, a Celery worker and beat (the Procfile, run by honcho) against the
+# local PostgreSQL (DATABASE_URL, default database mcp_connectors, created if missing) and Redis (REDIS_URL).
+run-services: install
+	@PY=$(PY) PORT=$(PORT) DEMO_MCP_PORT=$(DEMO_MCP_PORT) bash bin/serve services
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
@@ -72,4 +75,4 @@ bench: install-dev
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache celerybeat-schedule*

@@ -1,8 +1,12 @@
-"""The admin in a real headless Chromium (Debian's, driven by Playwright) against a live server and a real MCP server.
+"""The admin in a real headless Chromium (Debian's, driven by Playwright), served as `make run` serves it.
 
-An organization admin adds a server pointing at an SDK-built MCP server that requires a secret header, sees its
-tools, changes a tool's access mode, syncs again; another organization's admin cannot see it; the secret never
-appears in any page. The run saves screenshots of the add form, the change page and the list to docs/screenshots/.
+The service runs exactly as a newcomer starts it (`make run`, in a subprocess, on a database of the test's own): no
+test server serves static files or creates users for it. The demo admin logs in with the login `make run` printed,
+with the admin's stylesheets and scripts loaded; adds a server pointing at an SDK-built MCP server that requires a
+secret header, sees its tools, changes a tool's access mode, syncs again, pages and searches through a server with
+many tools; another organization's admin, let in with `manage.py create_admin_login`, cannot see any of it; the
+secret never appears in any page. The run saves screenshots of the add form, the change page and the list to
+docs/screenshots/.
 
 Chromium only ever talks to 127.0.0.1: background networking is off and every host name resolves to nothing.
 Install the browser with `.ci/browsers`. Without it (or without Playwright) these tests skip, except in CI.
@@ -20,12 +24,10 @@ from typing import Any
 
 import pytest
 
-from mcp_servers.models import AccessMode, McpServer, SetupState, SyncStatus
-from organizations.models import Membership, Organization
-from organizations.services import organization_create
-from tests.admin.conftest import PASSWORD, SECRET, make_staff
+from tests.admin.conftest import SECRET
+from tests.served import ServedService, make_run
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser]
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -89,37 +91,24 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
         _unavailable("Playwright is not installed (pip install playwright; never `playwright install`)")
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         _unavailable(f"no Chromium at {CHROMIUM}: run .ci/browsers")
-    # Playwright's sync API keeps an event loop marked as running in this thread, and Django then refuses ORM
-    # calls from it (this test's own queries; the live server answers from its own thread). Nothing here is
-    # async code, so the check is lifted for this module only, as Playwright's documentation advises for Django.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            netlog = tmp_path_factory.mktemp("chromium") / "netlog.json"
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--log-net-log={netlog}"], timeout=30_000
-            )
-            try:
-                yield Chromium(browser=browser, netlog=netlog)
-            finally:
-                browser.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    with sync_playwright() as playwright:
+        netlog = tmp_path_factory.mktemp("chromium") / "netlog.json"
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--log-net-log={netlog}"], timeout=30_000
+        )
+        try:
+            yield Chromium(browser=browser, netlog=netlog)
+        finally:
+            browser.close()
 
 
-@pytest.fixture(scope="session")
-def admin_live_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[Any]:
-    """pytest-django's live server, bound to 127.0.0.1 (its default is `localhost`)."""
-    from pytest_django.live_server_helper import LiveServer
-
-    with django_db_blocker.unblock():
-        server = LiveServer("127.0.0.1:0")
-    yield server
-    server.stop()
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedService]:
+    """`make run`, on a SQLite file of its own; the tests' MCP servers (random ports on 127.0.0.1) are allowlisted."""
+    database = tmp_path_factory.mktemp("make-run") / "db.sqlite3"
+    env = {"DATABASE_URL": f"sqlite:///{database}", "MCP_OUTBOUND_ALLOWLIST": "127.0.0.1", "REDIS_URL": ""}
+    with make_run("run", env=env) as service:
+        yield service
 
 
 class Visits:
@@ -140,19 +129,47 @@ class Visits:
         assert not leaked, f"the secret appears in {leaked}"
 
 
-def log_in(browser: Any, base: str, username: str, visits: Visits) -> Any:
+class StaticFiles:
+    """Every static file a page asked for, with its status: the admin must look as Django styles it."""
+
+    def __init__(self) -> None:
+        self.responses: dict[str, int] = {}
+
+    def watch(self, page: Any) -> None:
+        page.on("response", lambda response: self._seen(response.url, response.status))
+
+    def _seen(self, url: str, status: int) -> None:
+        if "/static/" in url:
+            self.responses[url] = status
+
+    def assert_all_served(self) -> None:
+        assert self.responses, "no page asked for a static file"
+        failed = {url: status for url, status in self.responses.items() if status != 200}
+        assert not failed, f"static files not served: {failed}"
+        # Fingerprinted names (base.<hash>.css): collected by `make run`, cached for good by browsers.
+        assert any("/static/admin/css/base." in url and url.count(".") >= 3 for url in self.responses), self.responses
+
+
+def log_in(browser: Any, base: str, username: str, password: str, visits: Visits, static: StaticFiles) -> Any:
     context = browser.new_context(viewport=VIEWPORT, color_scheme="light", locale="en-US", timezone_id="UTC")
     context.set_default_timeout(30_000)
     page = context.new_page()
+    static.watch(page)
     page.goto(f"{base}/admin/login/?next=/admin/")
     visits.record(page)
     page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
+    page.fill("#id_password", password)
     with page.expect_navigation():
         page.click("input[type=submit]")
     visits.record(page)
     assert page.url == f"{base}/admin/", page.url
     return page
+
+
+def styled(page: Any) -> bool:
+    """Whether Django's admin stylesheet applies: the header has the admin's background, not the browser's none."""
+    color: str = page.evaluate("getComputedStyle(document.querySelector('#header')).backgroundColor")
+    return color not in ("", "rgba(0, 0, 0, 0)", "transparent")
 
 
 def tool_row(page: Any, name: str) -> Any:
@@ -165,25 +182,35 @@ def screenshot(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / name), full_page=True, animations="disabled", caret="hide")
 
 
-def test_org_admin_connects_a_server_and_governs_its_tools(
-    chromium: Chromium, admin_live_server: Any, mcp_server_factory: Any
-) -> None:
-    base = admin_live_server.url
-    remote = mcp_server_factory(tools=3, require_header=("X-Api-Key", SECRET))
-    acme = organization_create(name="Acme")
-    globex = organization_create(name="Globex")
-    make_staff("admin@acme.test", organization=acme, role=Membership.Role.ADMIN, password=PASSWORD)
-    make_staff("admin@globex.test", organization=globex, role=Membership.Role.ADMIN, password=PASSWORD)
-    visits = Visits()
+def server_named(served: ServedService, name: str) -> dict[str, Any]:
+    """The server as the API shows it (the demo key is an admin's)."""
+    status, body = served.api("GET", "/mcp-servers?limit=100")
+    assert status == 200, body
+    return next(server for server in body["data"] if server["displayName"] == name)
 
-    page = log_in(chromium.browser, base, "admin@acme.test", visits)
+
+def tools_by_name(server: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {tool["name"]: tool for tool in server["tools"]}
+
+
+def test_org_admin_connects_a_server_and_governs_its_tools(
+    chromium: Chromium, served: ServedService, mcp_server_factory: Any
+) -> None:
+    base = served.base
+    remote = mcp_server_factory(tools=3, require_header=("X-Api-Key", SECRET))
+    visits = Visits()
+    static = StaticFiles()
+
+    # The login `make run` printed lets the demo organization's admin in, and the admin is styled.
+    page = log_in(chromium.browser, base, served.admin_username, served.admin_password, visits, static)
+    assert styled(page)
     assert "MCP" in page.locator("#content-main").inner_text()  # the module is there for an org admin
 
     # Add: the organization is preselected (the only one this user administers); one secret header.
     page.goto(f"{base}/admin/mcp_servers/mcpserver/add/")
     visits.record(page)
-    assert page.locator("#id_organization option:checked").inner_text() == "Acme"
-    assert page.locator("#id_organization option").all_inner_texts() == ["---------", "Acme"]
+    assert page.locator("#id_organization option:checked").inner_text() == "Demo organization"
+    assert page.locator("#id_organization option").all_inner_texts() == ["---------", "Demo organization"]
     page.fill("#id_display_name", "Weather tools")
     page.fill("#id_server_url", remote.url)
     page.fill("input[name=headers-0-key]", "X-Api-Key")
@@ -194,9 +221,9 @@ def test_org_admin_connects_a_server_and_governs_its_tools(
     visits.record(page)
 
     # The change page: connected, with the tools the server lists (it refuses requests without the header).
-    server = McpServer.objects.get(display_name="Weather tools")
-    assert page.url.endswith(f"/admin/mcp_servers/mcpserver/{server.pk}/change/"), page.url
-    assert server.setup_state == SetupState.CONNECTED, server.sync_error_message
+    server = server_named(served, "Weather tools")
+    assert page.url.endswith(f"/admin/mcp_servers/mcpserver/{server['id']}/change/"), page.url
+    assert server["setupState"] == "CONNECTED", server["syncErrorMessage"]
     assert remote.requests()["rejected"] == 0
     assert "is connected: 3 tool(s) found" in page.locator(".messagelist").inner_text()
     assert page.locator("[data-mcp=setup]").inner_text() == "Connected"
@@ -208,24 +235,24 @@ def test_org_admin_connects_a_server_and_governs_its_tools(
     assert stored.locator("input[type=password]").input_value() == ""  # masked, and empty
 
     # Block a tool.
-    tool_row(page, "tool_1").locator("select").select_option(AccessMode.BLOCKED)
+    tool_row(page, "tool_1").locator("select").select_option("BLOCKED")
     with page.expect_navigation():
         page.click("input[name=_continue]")
     visits.record(page)
-    assert server.tools.get(name="tool_1").access_mode == AccessMode.BLOCKED
-    assert tool_row(page, "tool_1").locator("select").input_value() == AccessMode.BLOCKED
+    assert tools_by_name(server_named(served, "Weather tools"))["tool_1"]["accessMode"] == "BLOCKED"
+    assert tool_row(page, "tool_1").locator("select").input_value() == "BLOCKED"
 
     # The server drops a tool; sync again: it is kept as gone, and the block stays.
     remote.control({"drop": ["tool_2"]})
     with page.expect_navigation():
         page.click("button:has-text('Sync tools now')")
     visits.record(page)
-    server.refresh_from_db()
-    assert server.last_sync_status == SyncStatus.SUCCESS
+    server = server_named(served, "Weather tools")
+    assert server["lastSyncStatus"] == "SUCCESS"
     assert "is connected: 2 tool(s) found" in page.locator(".messagelist").inner_text()
     assert "Gone" in tool_row(page, "tool_2").inner_text()
-    assert server.tools.get(name="tool_2").found_in_server is False
-    assert server.tools.get(name="tool_1").access_mode == AccessMode.BLOCKED
+    assert tools_by_name(server)["tool_2"]["foundInServer"] is False
+    assert tools_by_name(server)["tool_1"]["accessMode"] == "BLOCKED"
     screenshot(page, "admin-change-server.png")
 
     # A server that refuses the static headers: broken, and the page says why.
@@ -244,30 +271,64 @@ def test_org_admin_connects_a_server_and_governs_its_tools(
     assert "failed" in page.locator(".messagelist .error").inner_text()
     screenshot(page, "admin-change-server-broken.png")
 
+    # A server with many tools, added through the API as the README's curl does: its page shows them 50 at a time.
+    many = mcp_server_factory(tools=120)
+    status, created = served.api("POST", "/mcp-servers", {"displayName": "Everything", "serverUrl": many.url})
+    assert status == 201, created
+    assert created["data"]["setupState"] == "CONNECTED"
+    page.goto(f"{base}/admin/mcp_servers/mcpserver/{created['data']['id']}/change/")
+    visits.record(page)
+    assert page.locator("[data-mcp=tools-count]").inner_text() == "1–50 of 120 tools"
+    assert page.locator("#tools-group tbody tr.form-row").count() == 50
+    with page.expect_navigation():
+        page.locator("[data-mcp=tools-pager] a[rel=next]").click()
+    visits.record(page)
+    assert page.locator("[data-mcp=tools-count]").inner_text() == "51–100 of 120 tools"
+    page.fill("input[name=tools_q]", "tool_11")  # tool_11 and tool_110 ... tool_119
+    with page.expect_navigation():
+        page.press("input[name=tools_q]", "Enter")  # submits the search, not the change form
+    visits.record(page)
+    assert page.locator("[data-mcp=tools-count]").inner_text() == "1–11 of 11 tools matching"
+    assert page.locator("[data-mcp=tools-pager]").count() == 0
+    tool_row(page, "tool_115").locator("select").select_option("BLOCKED")
+    with page.expect_navigation():
+        page.click("input[name=_continue]")
+    visits.record(page)
+    assert page.locator("[data-mcp=tools-count]").inner_text() == "1–11 of 11 tools matching"  # the same search
+    assert tools_by_name(server_named(served, "Everything"))["tool_115"]["accessMode"] == "BLOCKED"
+    page.locator("select[name=tools_mode]").select_option("BLOCKED")
+    with page.expect_navigation():
+        page.click("[data-mcp=tools-bar] button")
+    visits.record(page)
+    assert page.locator("[data-mcp=tools-count]").inner_text() == "1–1 of 1 tool matching"
+
     # The list: name, label, organization, setup, tool count, last sync.
     page.goto(f"{base}/admin/mcp_servers/mcpserver/")
     visits.record(page)
     row = page.locator("#result_list tbody tr").filter(has_text="Weather tools")
     assert row.count() == 1
     cells = row.inner_text()
-    for text in ("weather_tools", "Acme", "Connected", "Synced"):
+    for text in ("weather_tools", "Demo organization", "Connected", "Synced"):
         assert text in cells
     assert row.locator("td.field-tools").inner_text() == "2 +1 gone"
     screenshot(page, "admin-server-list.png")
     page.context.close()
 
-    # Another organization's admin sees neither the server nor its page.
-    other = log_in(chromium.browser, base, "admin@globex.test", visits)
+    # Another organization's admin, let in as the README says for production, sees neither the server nor its page.
+    other_login = json.loads(served.manage("create_admin_login", "--email", "admin@globex.test",
+                                           "--organization", "Globex", "--json"))  # fmt: skip
+    other = log_in(chromium.browser, base, other_login["username"], other_login["password"], visits, static)
+    assert styled(other)
     other.goto(f"{base}/admin/mcp_servers/mcpserver/")
     visits.record(other)
     assert "Weather tools" not in other.locator("#content-main").inner_text()
     assert other.locator("#result_list").count() == 0  # an empty list has no table
     assert "0 mcp servers" in other.locator("#changelist-form").inner_text().lower()
-    response = other.goto(f"{base}/admin/mcp_servers/mcpserver/{server.pk}/change/")
+    response = other.goto(f"{base}/admin/mcp_servers/mcpserver/{server['id']}/change/")
     visits.record(other)
     assert response is not None
     assert response.status == 404
-    response = other.goto(f"{base}/admin/mcp_servers/mcptool/{server.tools.get(name='tool_0').pk}/change/")
+    response = other.goto(f"{base}/admin/mcp_servers/mcptool/{tools_by_name(server)['tool_0']['id']}/change/")
     visits.record(other)
     assert response is not None
     assert response.status == 404
@@ -275,10 +336,13 @@ def test_org_admin_connects_a_server_and_governs_its_tools(
 
     visits.assert_never_contains(SECRET)
     assert len(visits.pages) >= 10
-    assert Organization.objects.get(pk=acme.pk).trial_started_at is not None
-    assert McpServer.objects.filter(organization=acme).count() == 2
+    static.assert_all_served()
+    assert SECRET not in served.log()
+    status, listing = served.api("GET", "/mcp-servers")
+    assert status == 200
+    assert len(listing["data"]) == 3
 
-    # Chromium connected to the live server and nowhere else.
+    # Chromium connected to the service and nowhere else.
     destinations = chromium.tcp_destinations()
     assert destinations
     assert {address.rsplit(":", 1)[0] for address in destinations} == {"127.0.0.1"}, destinations
