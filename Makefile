@@ -50,6 +50,7 @@ lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: install-dev
 	$(VENV)/bin/ruff format .
@@ -57,17 +58,17 @@ format: install-dev
 
 # The whole suite on the embedded defaults. pytest's exit code 5 ("no tests collected") is a failure.
 test: install-dev lint
-	@set +e; $(PY) -m pytest -m "not services"; rc=$$?; \
+	@set +e; $(PY) -m pytest -m "not integration"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # The service-backed suite: the whole suite again on PostgreSQL (tasks in process), then the tests that
 # need Redis as the broker and a real Celery worker, which their fixtures start.
 test-services: install-dev
-	@set +e; DATABASE_URL="$(SERVICES_DATABASE_URL)" $(PY) -m pytest -m "not services"; rc=$$?; \
+	@set +e; DATABASE_URL="$(SERVICES_DATABASE_URL)" $(PY) -m pytest -m "not integration"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-services: pytest collected no tests" >&2; exit 1; fi; \
 	if [ $$rc -ne 0 ]; then exit $$rc; fi; \
-	DATABASE_URL="$(SERVICES_DATABASE_URL)" REDIS_URL="$(SERVICES_REDIS_URL)" $(PY) -m pytest -m services; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "make test-services: pytest collected no service tests" >&2; exit 1; fi; exit $$rc
+	DATABASE_URL="$(SERVICES_DATABASE_URL)" REDIS_URL="$(SERVICES_REDIS_URL)" $(PY) -m pytest -m integration; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-services: pytest collected no integration tests" >&2; exit 1; fi; exit $$rc
 
 # Benchmarks (bench/): tool sync vs the bare SDK, DB queries, peak RSS, create/list under gunicorn. Needs the local
 # PostgreSQL (a throwaway bench_<pid> database) and Redis (db 13, flushed); about 5 minutes.

@@ -28,7 +28,8 @@ def child(url: str, tools: int) -> None:
     """Runs in the subprocess: set up Django, sync once, print the peaks as JSON."""
     common.django_setup(os.environ["DATABASE_URL"], MCP_OUTBOUND_ALLOWLIST="127.0.0.1")
     from bench import seed
-    from mcp_servers import client, services  # noqa: F401 - imported before the baseline is read
+    from integrations import mcp  # noqa: F401 - imported before the baseline is read
+    from mcp_servers import services
 
     common.like_a_worker_process()
 

@@ -7,8 +7,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from mcp_servers import client, services
+from integrations.mcp import RemoteTool
 from mcp_servers.models import McpServer, SetupState, SyncStatus
+from mcp_servers.services import tool_upsert
 from organizations.models import Membership, Organization
 from organizations.services import api_key_create, demo_access_ensure
 
@@ -39,14 +40,14 @@ def server_row(organization: Organization, url: str, label: str) -> McpServer:
     )
 
 
-def fake_tools(count: int) -> list[client.RemoteTool]:
+def fake_tools(count: int) -> list[RemoteTool]:
     schema: dict[str, Any] = {
         "type": "object",
         "properties": {"text": {"type": "string"}, "repeat": {"type": "integer", "default": 1}},
         "required": ["text"],
     }
     return [
-        client.RemoteTool(
+        RemoteTool(
             name=f"tool_{i}",
             title=f"Tool {i}",
             description=f"Test tool number {i}.",
@@ -66,7 +67,7 @@ def synced_servers(organization: Organization, servers: int, tools: int, prefix:
     now = timezone.now()
     for i in range(servers):
         server = server_row(organization, f"https://{prefix}-{i}.example.com/mcp", f"{prefix}_{i}")
-        services._tools_upsert(server.pk, listing, now)
+        tool_upsert.tools_upsert(server.pk, listing, now)
         McpServer.objects.filter(pk=server.pk).update(
             setup_state=SetupState.CONNECTED,
             last_sync_status=SyncStatus.SUCCESS,

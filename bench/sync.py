@@ -46,7 +46,9 @@ def measure(sizes: list[int], runs: int, page_size: int, deadline: float) -> lis
     from django.test.utils import CaptureQueriesContext
 
     from bench import seed
-    from mcp_servers import client, services
+    from integrations import mcp
+    from mcp_servers import services
+    from mcp_servers.limits import mcp_client_factory, sync_limits
 
     organization, _ = seed.admin_access("bench-sync")
     rows: list[list[Any]] = []
@@ -67,7 +69,7 @@ def measure(sizes: list[int], runs: int, page_size: int, deadline: float) -> lis
                 return sync
 
             def ours_list(url: str = url, size: int = size) -> None:
-                listing = client.list_remote_tools(url, {}, limits=services.sync_limits())
+                listing = mcp.list_remote_tools(url, {}, http_client_factory=mcp_client_factory(), limits=sync_limits())
                 assert len(listing.tools) == size
 
             def auto(url: str = url, size: int = size) -> None:

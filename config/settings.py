@@ -139,7 +139,7 @@ MCP_OAUTH_REFRESH_SKEW_SECONDS = env.int("MCP_OAUTH_REFRESH_SKEW_SECONDS", defau
 MCP_OUTBOUND_ALLOWLIST = env.str("MCP_OUTBOUND_ALLOWLIST", default="")
 # How long a create waits for the first tool sync before it answers with the server as it stands.
 MCP_SYNC_WAIT_SECONDS = env.float("MCP_SYNC_WAIT_SECONDS", default=10.0)
-# Bounds on one sync (see mcp_servers.client.SyncLimits).
+# Bounds on one sync (see integrations.mcp.SyncLimits).
 MCP_SYNC_TOTAL_SECONDS = env.float("MCP_SYNC_TOTAL_SECONDS", default=30.0)
 MCP_SYNC_CONNECT_SECONDS = env.float("MCP_SYNC_CONNECT_SECONDS", default=5.0)
 MCP_SYNC_READ_SECONDS = env.float("MCP_SYNC_READ_SECONDS", default=15.0)
@@ -186,20 +186,26 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": 1,  # ... and really scan each time, so redelivery takes under a minute
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# What `celery -A config beat` sends: both every minute (mcp_servers.periodic decides what is due). A tick no
-# worker started within 55 s is dropped, so ticks do not pile up while the workers are down.
+# What `celery -A config beat` sends, every tick (mcp_servers.services.scheduling decides what is due and spreads a
+# re-sync cycle by the tick). A tick no worker started before the next one is dropped, so ticks do not pile up
+# while the workers are down.
+MCP_PERIODIC_TICK_SECONDS = 60
 CELERY_BEAT_SCHEDULE = {
-    "mcp-resync-all": {"task": "mcp_servers.resync_all", "schedule": 60.0, "options": {"expires": 55}},
-    "mcp-refresh-expiring-tokens": {
-        "task": "mcp_servers.refresh_expiring_tokens",
-        "schedule": 60.0,
-        "options": {"expires": 55},
-    },
+    name: {
+        "task": task,
+        "schedule": float(MCP_PERIODIC_TICK_SECONDS),
+        "options": {"expires": MCP_PERIODIC_TICK_SECONDS - 5},
+    }
+    for name, task in (
+        ("mcp-resync-all", "mcp_servers.resync_all"),
+        ("mcp-refresh-expiring-tokens", "mcp_servers.refresh_expiring_tokens"),
+    )
 }
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["organizations.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["organizations.throttling.ApiKeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["core.parsers.SafeJSONParser"],
     "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",

@@ -6,8 +6,8 @@ from drf_spectacular.views import SpectacularAPIView
 
 from core import health
 from core.exceptions import json_not_found, json_server_error
-from mcp_servers import views as mcp_views
-from mcp_servers.oauth_services import CALLBACK_PATH, CLIENT_METADATA_PATH
+
+admin.site.site_url = None  # the service has no site of its own to link to (its root is the API's 404)
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -16,8 +16,7 @@ urlpatterns = [
     # The OpenAPI document, without auth: YAML, or JSON with `Accept: application/json` (openapi/openapi.yaml).
     path("api/public/openapi", SpectacularAPIView.as_view(), name="openapi"),
     path("api/public/", include("mcp_servers.api.urls")),
-    path(CALLBACK_PATH.lstrip("/"), mcp_views.oauth_callback, name="oauth-callback"),
-    path(CLIENT_METADATA_PATH.lstrip("/"), mcp_views.client_metadata, name="oauth-client-metadata"),
+    path("", include("mcp_servers.pages")),
 ]
 
 

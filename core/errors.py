@@ -27,8 +27,3 @@ class ValidationError(ApplicationError):
 class NotFound(ApplicationError):
     status_code = 404
     title = "NotFound"
-
-
-class Unauthorized(ApplicationError):
-    status_code = 401
-    title = "Unauthorized"

@@ -17,9 +17,8 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from core.errors import ApplicationError, NotFound, Unauthorized, ValidationError
-
-__all__ = ["ApplicationError", "NotFound", "Unauthorized", "ValidationError", "api_exception_handler"]
+from core.errors import ApplicationError
+from core.ratelimit import RateLimited
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +61,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, Http404 | DjangoPermissionDenied):
         return Response(error_body("NotFound", "Not found."), status=404)
-    from core.ratelimit import RateLimited
-
+    if isinstance(exc, drf_exceptions.Throttled):
+        # A rate limit's throttle (organizations.throttling) kept its decision on the request, for the headers.
+        decision = getattr(context.get("request"), "rate_limit", None)
+        if decision is not None:
+            exc = RateLimited(decision)
     if isinstance(exc, RateLimited):
         body = error_body(exc.title, exc.detail)
         body["error"]["retryAfterMs"] = exc.retry_after_ms

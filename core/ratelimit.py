@@ -106,14 +106,13 @@ def _decide(
     )
 
 
-def check_api_key(request: HttpRequest, key_prefix: str) -> None:
-    """Count one request for this key; raise RateLimited past the limit. The decision is kept for the headers."""
+def count_api_key_request(request: HttpRequest, key_prefix: str) -> Decision | None:
+    """Count one request for this key and keep the decision on the request (for the headers and a refusal's body);
+    None when the limit is off."""
     decision = _decide(API_KEY_POLICY, settings.MCP_RATE_LIMIT, key_prefix, hit=True)
-    if decision is None:
-        return
-    request.rate_limit = decision  # type: ignore[attr-defined]
-    if not decision.allowed:
-        raise RateLimited(decision)
+    if decision is not None:
+        request.rate_limit = decision  # type: ignore[attr-defined]
+    return decision
 
 
 def refuse_if_auth_failures_exceeded(request: HttpRequest) -> None:

@@ -10,8 +10,7 @@ import re
 import unicodedata
 from collections.abc import Collection, Iterator
 
-from mcp_servers.models import SERVER_LABEL_MAX_LENGTH
-
+SERVER_LABEL_MAX_LENGTH = 24
 _NON_LABEL = re.compile(r"[^a-z0-9]+")
 
 

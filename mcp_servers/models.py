@@ -5,9 +5,8 @@ from django.db import models
 from fernet_fields import EncryptedTextField
 
 from core.ids import new_id
+from mcp_servers.labels import SERVER_LABEL_MAX_LENGTH
 from organizations.models import Organization
-
-SERVER_LABEL_MAX_LENGTH = 24
 
 
 class TransportType(models.TextChoices):

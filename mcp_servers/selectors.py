@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from django.db.models import Prefetch, Q, QuerySet
 
-from core.exceptions import NotFound, ValidationError
+from core.errors import NotFound, ValidationError
 from mcp_servers.models import AccessMode, McpServer, McpServerAccess, McpTool, SetupState, SyncStatus
 from organizations.models import Organization
 

@@ -80,9 +80,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from mcp_servers.labels import SERVER_LABEL_MAX_LENGTH
+
 MODEL_NAME_MAX_LENGTH = 64
-MODEL_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-LABEL_MAX_LENGTH = 24
 SEPARATOR = "__"
 WRAPPED_INPUT_PROPERTY = "input"
 FORMATS: tuple[str, ...] = ("default", "openai", "anthropic", "mcp")
@@ -132,7 +132,7 @@ def sanitize(text: str) -> str:
 
 
 def _base_name(tool: CatalogTool) -> str:
-    label = sanitize(tool.server_label)[:LABEL_MAX_LENGTH].rstrip("_") or "server"
+    label = sanitize(tool.server_label)[:SERVER_LABEL_MAX_LENGTH].rstrip("_") or "server"
     part = sanitize(tool.name) or "tool"
     return f"{label}{SEPARATOR}{part}"[:MODEL_NAME_MAX_LENGTH].rstrip("_")
 

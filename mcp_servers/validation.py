@@ -9,8 +9,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.exceptions import ValidationError
-from mcp_servers.outbound import CheckedUrl, DestinationRefused, InvalidUrl, check_url
+from core.errors import ValidationError
+from integrations.outbound import CheckedUrl, DestinationRefused, InvalidUrl, check_url
+from mcp_servers.limits import outbound_policy
 
 DISPLAY_NAME_MAX = 120
 SERVER_URL_MAX = 2000
@@ -55,7 +56,7 @@ def validate_server_url(value: str) -> CheckedUrl:
     if not 1 <= len(url) <= SERVER_URL_MAX:
         raise ValidationError("serverUrl", f"must be 1 to {SERVER_URL_MAX} characters.")
     try:
-        return check_url(url)
+        return check_url(url, rules=outbound_policy().rules)
     except InvalidUrl as exc:
         raise ValidationError("serverUrl", f"{exc}.") from None
     except DestinationRefused as exc:

@@ -28,7 +28,6 @@ class ApiKeyAuthentication(BaseAuthentication):
         except AuthenticationFailed:
             ratelimit.record_auth_failure(request._request)
             raise
-        ratelimit.check_api_key(request._request, api_key.prefix)
         api_key_touch(api_key=api_key)
         return api_key.user, api_key
 

@@ -4,7 +4,7 @@ import uuid
 
 from django.contrib.auth.models import User
 
-from core.exceptions import NotFound
+from core.errors import NotFound
 from organizations.models import Membership, Organization
 
 

@@ -79,7 +79,7 @@ def _test_settings(settings: Any) -> None:
     settings.MCP_SYNC_TOTAL_SECONDS = 10.0
     # Pages render without `collectstatic` having run: plain static URLs instead of the manifest's fingerprinted
     # ones. The real storage is what the service runs with in the browser tests (tests/admin/test_admin_browser.py
-    # starts `make run`) and in tests/services/test_run_services.py (`make run-services`).
+    # starts `make run`) and in tests/integration/test_run_services.py (`make run-services`).
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

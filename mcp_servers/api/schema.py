@@ -2,7 +2,8 @@
 
 The response bodies are built by plain functions (`mcp_server_output`, `tool_detail_output`, `access_output`,
 `tool_catalog.render`), so the serializers here exist only to describe them in `extend_schema(responses=...)`;
-they never touch a request. The create operation follows `contract/create-mcp-server.openapi.yaml` field for
+they never touch a request. Each operation's description is one object below (`CREATE_SERVER`, ...), which its view
+method carries as its only decorator. The create operation follows `contract/create-mcp-server.openapi.yaml` field for
 field (names, types with null, enums, required lists, lengths, defaults, component names), which
 `tests/test_openapi.py` checks, and the committed `openapi/openapi.yaml` is regenerated with:
 
@@ -21,6 +22,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     PolymorphicProxySerializer,
+    extend_schema,
     extend_schema_field,
     inline_serializer,
 )
@@ -402,6 +404,172 @@ McpToolCatalogResponseSerializer = _envelope(
         resource_type_field_name=None,
         many=True,
     ),
+)
+
+
+# --- Operations: one decorator per view method ----------------------------------------------------------------
+
+_NOT_GIVEN: Any = object()
+
+
+def _operation(
+    operation_id: str,
+    summary: str,
+    description: str,
+    *,
+    ok: tuple[int, Any, str],
+    parameters: tuple[OpenApiParameter, ...] = (),
+    request: Any = _NOT_GIVEN,
+    bad_request: bool = False,
+    not_found: str | None = None,
+    examples: tuple[OpenApiExample, ...] = (),
+) -> Any:
+    """`extend_schema` for one operation under `/organizations/{orgId}`: its success response, and the errors every
+    operation has (401, 404, 429, 500) plus 400 when `bad_request`."""
+    status, body, what = ok
+    options: dict[str, Any] = {
+        "operation_id": operation_id,
+        "summary": summary,
+        "description": description,
+        "tags": [TAG],
+        "parameters": [ORG_ID, *parameters],
+        "responses": {
+            status: OpenApiResponse(body, description=what),
+            **error_responses(*((400,) if bad_request else ()), not_found=not_found),
+        },
+    }
+    if request is not _NOT_GIVEN:
+        options["request"] = request
+    if examples:
+        options["examples"] = list(examples)
+    return extend_schema(**options)
+
+
+_SERVER_NOT_FOUND = "Organization or MCP server not found, or no admin access"
+
+LIST_SERVERS = _operation(
+    "listMcpServers",
+    "List MCP servers",
+    "The organization's MCP servers, newest first, `limit` at a time. Requires admin access.",
+    parameters=(LIMIT, CURSOR),
+    ok=(200, McpServerListResponseSerializer, "A page of MCP servers"),
+    bad_request=True,
+)
+CREATE_SERVER = _operation(
+    "createMcpServer",
+    "Create an MCP server",
+    "Creates a new MCP server for an organization. Requires admin access to the organization. The server "
+    "URL is validated, static headers are encrypted, and tools are synced after creation.",
+    request=McpServerCreateRequestSerializer,
+    examples=(CREATE_EXAMPLE,),
+    ok=(201, McpServerResponseSerializer, "MCP server created successfully"),
+    bad_request=True,
+)
+GET_SERVER = _operation(
+    "getMcpServer",
+    "Get an MCP server",
+    "The server as it stands; poll it while `lastSyncStatus` is `PENDING`.",
+    parameters=(SERVER_ID,),
+    ok=(200, McpServerResponseSerializer, "The MCP server"),
+    not_found=_SERVER_NOT_FOUND,
+)
+UPDATE_SERVER = _operation(
+    "updateMcpServer",
+    "Update an MCP server",
+    "Changes what is sent; `serverLabel` never changes. Header values stay write-only: replace them all "
+    "(`headers`) or set and remove some by key (`setHeaders`, `removeHeaders`). A new URL or new headers "
+    "re-sync the tools, with the same wait as a create.",
+    parameters=(SERVER_ID,),
+    request=McpServerUpdateRequestSerializer,
+    ok=(200, McpServerResponseSerializer, "The updated MCP server"),
+    bad_request=True,
+    not_found=_SERVER_NOT_FOUND,
+)
+DELETE_SERVER = _operation(
+    "deleteMcpServer",
+    "Delete an MCP server",
+    "Deletes the server with its tools, headers and credentials; its OAuth tokens are revoked.",
+    parameters=(SERVER_ID,),
+    request=None,
+    ok=(204, None, "MCP server deleted"),
+    not_found=_SERVER_NOT_FOUND,
+)
+SYNC_SERVER = _operation(
+    "syncMcpServer",
+    "Re-sync an MCP server's tools",
+    "Syncs the tools now and answers once the sync settled (or after the same wait as a create).",
+    parameters=(SERVER_ID,),
+    request=None,
+    ok=(200, McpServerResponseSerializer, "The MCP server after the sync"),
+    not_found=_SERVER_NOT_FOUND,
+)
+REAUTHORIZE_SERVER = _operation(
+    "reauthorizeMcpServer",
+    "Re-authorize an MCP server",
+    "Hands out a fresh OAuth authorization URL (`authUrl`) for a server that uses OAuth; its current "
+    "tokens keep working until new ones arrive. A server that never asked for OAuth is a 400.",
+    parameters=(SERVER_ID,),
+    request=None,
+    ok=(200, McpServerResponseSerializer, "The MCP server with its new authUrl"),
+    bad_request=True,
+    not_found=_SERVER_NOT_FOUND,
+)
+LIST_SERVER_TOOLS = _operation(
+    "listMcpServerTools",
+    "List an MCP server's tools",
+    "Every tool the server listed, with what an admin needs to review it, by name.",
+    parameters=(SERVER_ID,),
+    ok=(200, McpToolListResponseSerializer, "The server's tools"),
+    not_found=_SERVER_NOT_FOUND,
+)
+UPDATE_TOOL = _operation(
+    "updateMcpTool",
+    "Set a tool's access mode",
+    "An admin's decision on a tool; the tool's current definition counts as reviewed.",
+    parameters=(SERVER_ID, TOOL_ID),
+    request=McpToolUpdateRequestSerializer,
+    ok=(200, McpToolDetailResponseSerializer, "The updated tool"),
+    bad_request=True,
+    not_found="Organization, MCP server or tool not found, or no admin access",
+)
+GET_ACCESS = _operation(
+    "getMcpServerAccess",
+    "List who may use an MCP server",
+    "Members granted access to a server that not everyone in the organization can use.",
+    parameters=(SERVER_ID,),
+    ok=(200, McpServerAccessResponseSerializer, "The server's access list"),
+    not_found=_SERVER_NOT_FOUND,
+)
+GRANT_ACCESS = _operation(
+    "grantMcpServerAccess",
+    "Grant a member access to an MCP server",
+    "Grants a member of the organization, by email, access to the server (idempotent).",
+    parameters=(SERVER_ID,),
+    request=McpServerAccessGrantRequestSerializer,
+    ok=(201, McpServerAccessResponseSerializer, "The server's access list"),
+    bad_request=True,
+    not_found=_SERVER_NOT_FOUND,
+)
+REVOKE_ACCESS = _operation(
+    "revokeMcpServerAccess",
+    "Revoke a member's access to an MCP server",
+    "Removes one member's grant; a `userId` that is not a whole number is a 400.",
+    parameters=(SERVER_ID, USER_ID),
+    request=None,
+    ok=(204, None, "Access revoked"),
+    bad_request=True,
+    not_found="Organization, MCP server or access grant not found, or no admin access",
+)
+TOOL_CATALOG = _operation(
+    "listMcpToolCatalog",
+    "The tools an AI model may use",
+    "The tools this caller's AI models may use (connected servers the caller may access, tools the server "
+    "still lists, nothing BLOCKED), with unique model-facing names, in the shape `format` asks for. Any "
+    "member's key.",
+    parameters=(FORMAT,),
+    ok=(200, McpToolCatalogResponseSerializer, "The tool catalog"),
+    bad_request=True,
+    not_found="Organization not found, or not a member",
 )
 
 

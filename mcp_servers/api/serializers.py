@@ -8,7 +8,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from core.exceptions import ValidationError
+from core.errors import ValidationError
 from mcp_servers.models import AccessMode, McpServer, McpTool
 
 

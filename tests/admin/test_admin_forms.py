@@ -10,7 +10,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from core.exceptions import ValidationError
+from core.errors import ValidationError
 from mcp_servers.models import AccessMode, McpServer, McpServerHeader, McpServerOAuth, McpTool, SyncStatus
 from mcp_servers.validation import HeaderInput, validate_display_name, validate_headers, validate_server_url
 from organizations.models import Organization

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from mcp_servers.admin import TOOLS_PER_PAGE
+from mcp_servers.admin.tool_pages import TOOLS_PER_PAGE
 from mcp_servers.models import AccessMode, McpServer, McpTool
 from organizations.models import Organization
 from tests.admin.helpers import change_url, form_data, row_prefix

@@ -1,5 +1,5 @@
 """Rate limits per API key and per client address for failed authentication (in-process storage here;
-tests/services/test_burst.py runs them on Redis across several gunicorn processes)."""
+tests/integration/test_burst.py runs them on Redis across several gunicorn processes)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from mcp_servers.models import (
     SetupState,
     SyncStatus,
 )
-from mcp_servers.services import definition_hash
+from mcp_servers.services.tool_upsert import definition_hash
 from organizations.models import Organization
 from tests.conftest import Caller
 from tests.contract import assert_matches_contract
@@ -353,7 +353,7 @@ def test_access_grants_and_the_tool_catalog(admin: Caller, member: Caller, organ
 
 @pytest.mark.django_db
 def test_definition_hash_is_stable() -> None:
-    from mcp_servers.client import RemoteTool
+    from integrations.mcp import RemoteTool
 
     tool = RemoteTool(
         name="t", title=None, description="d", input_schema={"b": 1, "a": 2}, output_schema=None,

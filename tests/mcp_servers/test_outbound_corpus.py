@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from mcp_servers import outbound
+from integrations import outbound
 from mcp_servers.models import McpServer, SetupState, SyncStatus
 from mcp_servers.services import mcp_server_sync
 from organizations.models import Organization

@@ -14,9 +14,11 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from config.celery import app as celery_app
-from mcp_servers import oauth_services, periodic, tasks
+from mcp_servers import tasks
 from mcp_servers.models import McpServer, McpServerOAuth, McpTool, SetupState, SyncStatus
-from mcp_servers.periodic import RefreshOutcome
+from mcp_servers.services import oauth_tokens
+from mcp_servers.services import scheduling as periodic
+from mcp_servers.services.scheduling import RefreshOutcome
 from organizations.models import Organization
 from tests.conftest import Caller
 from tests.mcp_servers.test_oauth_flow import approve, callback, create
@@ -28,9 +30,9 @@ HOUR = timedelta(hours=1)
 
 @pytest.fixture
 def queued_syncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The server ids `sync_server_tools.delay` was called with (nothing runs)."""
+    """The server ids a sync was queued for (nothing runs)."""
     calls: list[str] = []
-    monkeypatch.setattr(tasks.sync_server_tools, "delay", lambda server_id, *_, **__: calls.append(server_id))
+    monkeypatch.setattr(tasks.sync_server_tools, "apply_async", lambda args=(), **_: calls.append(args[0]))
     return calls
 
 
@@ -138,7 +140,7 @@ def test_a_cycle_is_spread_over_half_the_interval_and_repeats_after_it(
         for i in range(population)
     )
     batch = periodic.resync_batch_size(population, interval_seconds=3600)
-    spread_ticks = 3600 * periodic.RESYNC_SPREAD_FRACTION / periodic.RESYNC_TICK_SECONDS
+    spread_ticks = 3600 * periodic.RESYNC_SPREAD_FRACTION / django_settings.MCP_PERIODIC_TICK_SECONDS
     assert batch == math.ceil(population / spread_ticks) == 3
 
     def tick(now: datetime) -> list[uuid.UUID]:
@@ -201,8 +203,8 @@ def test_the_beat_schedule_names_registered_tasks() -> None:
     for entry in schedule.values():
         assert entry["task"] in celery_app.tasks
         assert entry["options"]["expires"] < entry["schedule"]
-    assert schedule["mcp-resync-all"]["schedule"] == periodic.RESYNC_TICK_SECONDS
-    assert schedule["mcp-refresh-expiring-tokens"]["schedule"] == periodic.REFRESH_TICK_SECONDS
+    assert schedule["mcp-resync-all"]["schedule"] == django_settings.MCP_PERIODIC_TICK_SECONDS
+    assert schedule["mcp-refresh-expiring-tokens"]["schedule"] == django_settings.MCP_PERIODIC_TICK_SECONDS
     assert "mcp_servers.refresh_token" in celery_app.tasks
 
 
@@ -298,7 +300,7 @@ def test_a_token_another_worker_replaced_meanwhile_is_not_refreshed_again(
     remote = oauth_mcp_server_factory(access_token_ttl=600)
     server_id = connect(remote)
     later = timezone.now() + timedelta(seconds=400)  # the token is due then: 200 s left
-    real = oauth_services.oauth_access_token
+    real = oauth_tokens.oauth_access_token
 
     def another_worker_first(**kwargs: Any) -> str | None:
         # Between our read of the token and our turn at the row lock, a sync refreshed it.
@@ -306,7 +308,7 @@ def test_a_token_another_worker_replaced_meanwhile_is_not_refreshed_again(
         real(server_id=server_id, limits=kwargs["limits"], refused_token=current)
         return real(**kwargs)
 
-    monkeypatch.setattr(oauth_services, "oauth_access_token", another_worker_first)
+    monkeypatch.setattr(periodic, "oauth_access_token", another_worker_first)
     assert periodic.refresh_token(server_id=server_id, now=later) is RefreshOutcome.REFRESHED
     assert remote.stats()["token_requests"]["refresh_token"] == 1  # the other worker's, not a second one
 

@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from mcp_servers.models import AccessMode, McpServer, McpTool, SetupState, SyncStatus, TransportType
 from mcp_servers.services import (
     AUTH_REQUIRED_MESSAGE,
+    Retryable,
     SyncOutcome,
-    SyncRetryable,
     mcp_server_create,
     mcp_server_sync,
     mcp_tool_set_access_mode,
@@ -124,7 +124,7 @@ def test_a_server_that_disappears(mcp_server_factory: Any, make_server: Callable
     remote.stop()
 
     # Not the last attempt: a transient error asks for a retry and leaves the lease free.
-    with pytest.raises(SyncRetryable):
+    with pytest.raises(Retryable):
         mcp_server_sync(server_id=server.pk, final_attempt=False)
     server.refresh_from_db()
     assert server.sync_lease_token is None
@@ -217,8 +217,8 @@ def test_awkward_definitions_are_stored_exactly_as_listed(organization: Organiza
     """The upsert embeds each tool's canonical definition text in its JSON document; every field must come back."""
     from django.utils import timezone
 
-    from mcp_servers.client import RemoteTool
-    from mcp_servers.services import _tools_upsert, definition_hash
+    from integrations.mcp import RemoteTool
+    from mcp_servers.services.tool_upsert import definition_hash, tools_upsert
 
     server = McpServer.objects.create(
         organization=organization, display_name="Awkward", server_label="awkward", server_url="https://a.example/mcp"
@@ -253,7 +253,7 @@ def test_awkward_definitions_are_stored_exactly_as_listed(organization: Organiza
             read_only_hint=False,
         ),
     ]
-    _tools_upsert(server.pk, listed, timezone.now())
+    tools_upsert(server.pk, listed, timezone.now())
     stored = tools_of(server)
     for tool in listed:
         row = stored[tool.name]
@@ -309,12 +309,12 @@ def test_query_count_does_not_grow_with_the_tool_count(
 def test_the_task_retries_transient_errors_then_records_the_failure(
     mcp_server_factory: Any, make_server: Callable[..., McpServer]
 ) -> None:
-    from mcp_servers.tasks import MAX_RETRIES, sync_server_tools
+    from mcp_servers.tasks import sync_server_tools
 
     remote = mcp_server_factory(status=503)
     server = make_server(remote.url)
     sync_server_tools.apply(args=[str(server.pk)])  # in process, as without REDIS_URL; retries run inline
-    assert remote.requests()["count"] == MAX_RETRIES + 1
+    assert remote.requests()["count"] == sync_server_tools.max_retries + 1
     server.refresh_from_db()
     assert (server.setup_state, server.last_sync_status) == (SetupState.BROKEN, SyncStatus.FAILED)
     assert "503" in (server.sync_error_message or "")

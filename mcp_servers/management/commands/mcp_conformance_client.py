@@ -18,10 +18,11 @@ import anyio
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from mcp_servers import client, oauth, outbound
+from integrations import oauth
+from integrations.mcp import McpAuthRequired, list_remote_tools
+from mcp_servers.limits import mcp_client_factory, oauth_client, outbound_policy, sync_limits
 from mcp_servers.models import McpServer, McpTool, SyncStatus
-from mcp_servers.oauth_services import callback_url, oauth_callback_accept
-from mcp_servers.services import mcp_server_create, sync_limits
+from mcp_servers.services import callback_url, mcp_server_create, oauth_callback_accept
 from organizations.services import organization_create
 
 
@@ -74,13 +75,14 @@ class Command(BaseCommand):
         """MCP_OAUTH_CLIENTS is keyed by issuer, which only discovery tells: learn it, then configure the client."""
         limits = sync_limits()
         try:
-            client.list_remote_tools(server_url, {}, limits=limits)
-        except client.McpAuthRequired as exc:
+            list_remote_tools(server_url, {}, http_client_factory=mcp_client_factory(), limits=limits)
+        except McpAuthRequired as exc:
             challenge = exc.challenge
         else:
             return
-        http = outbound.guarded_client(connect_seconds=limits.connect_seconds, read_seconds=limits.read_seconds)
-        discovery = oauth.discover(server_url, challenge, http, total_seconds=limits.total_seconds)
+        discovery = oauth.discover(
+            server_url, challenge, oauth_client(limits), policy=outbound_policy(), total_seconds=limits.total_seconds
+        )
         settings.MCP_OAUTH_CLIENTS = {
             discovery.authorization_server.issuer: {
                 "client_id": context["client_id"],
@@ -94,10 +96,7 @@ class Command(BaseCommand):
         """What a browser does at an authorization server that approves at once: follow nothing, read Location."""
 
         async def get() -> str:
-            limits = sync_limits()
-            async with outbound.guarded_client(
-                connect_seconds=limits.connect_seconds, read_seconds=limits.read_seconds
-            ) as http:
+            async with oauth_client(sync_limits()) as http:
                 response = await http.get(auth_url, follow_redirects=False)
                 if not response.is_redirect:
                     raise CommandError(

@@ -1,0 +1,57 @@
+"""What the MCP client takes and gives: bounds, and the tools a server lists, as plain dataclasses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx2
+
+TransportType = Literal["STREAMABLE_HTTP", "SSE"]
+
+HttpClientFactory = Callable[..., httpx2.AsyncClient]
+"""Builds the call's HTTP client; called as ``factory(headers=..., timeout=...)``, like the SDK's
+``McpHttpClientFactory``. The client must not follow redirects itself (the SDK follows same-origin ones)."""
+
+
+@dataclass(frozen=True)
+class SyncLimits:
+    total_seconds: float = 30.0
+    connect_seconds: float = 5.0
+    read_seconds: float = 15.0
+    max_pages: int = 100
+    max_tools: int = 10_000
+    max_response_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RemoteTool:
+    name: str
+    title: str | None
+    description: str | None
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any] | None
+    annotations: dict[str, Any]
+    read_only_hint: bool | None
+
+
+@dataclass(frozen=True, repr=False)
+class ToolListing:
+    transport: TransportType
+    tools: list[RemoteTool]
+
+    def __repr__(self) -> str:
+        # Short on purpose: asyncio.Runner formats its main task, result included, when anyio.run() returns
+        # (restoring the SIGINT handler builds an error message with the task's repr), and the dataclass
+        # repr of a thousand tools took ~13 ms each time.
+        return f"ToolListing(transport={self.transport!r}, tools=<{len(self.tools)} tools>)"
+
+
+@dataclass(frozen=True)
+class AuthChallenge:
+    """What a server's ``WWW-Authenticate: Bearer`` challenge said."""
+
+    resource_metadata_url: str | None
+    scope: str | None
+    error: str | None
