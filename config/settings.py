@@ -146,6 +146,19 @@ MCP_SYNC_READ_SECONDS = env.float("MCP_SYNC_READ_SECONDS", default=15.0)
 MCP_SYNC_MAX_PAGES = env.int("MCP_SYNC_MAX_PAGES", default=100)
 MCP_SYNC_MAX_TOOLS = env.int("MCP_SYNC_MAX_TOOLS", default=10_000)
 MCP_SYNC_MAX_RESPONSE_BYTES = env.int("MCP_SYNC_MAX_RESPONSE_BYTES", default=16 * 1024 * 1024)
+# Tool calls (POST .../tool-calls). A request waits up to MCP_CALL_WAIT_SECONDS for the result, then answers 202 and
+# the call goes on in the web process (poll GET .../tool-calls/{id}), bounded by MCP_CALL_TIMEOUT_SECONDS in all. The
+# wait stays under gunicorn's request timeout (GUNICORN_TIMEOUT, 60 s) so a slow tool never costs a worker restart.
+MCP_CALL_WAIT_SECONDS = env.float("MCP_CALL_WAIT_SECONDS", default=25.0)
+MCP_CALL_TIMEOUT_SECONDS = env.float("MCP_CALL_TIMEOUT_SECONDS", default=120.0)
+MCP_CALL_CONNECT_SECONDS = env.float("MCP_CALL_CONNECT_SECONDS", default=5.0)
+MCP_CALL_READ_SECONDS = env.float("MCP_CALL_READ_SECONDS", default=60.0)
+MCP_CALL_MAX_RESPONSE_BYTES = env.int("MCP_CALL_MAX_RESPONSE_BYTES", default=4 * 1024 * 1024)
+# How long a call that needs approval may wait for it; how long call records (with their encrypted arguments and
+# results) are kept; how long an open session with a server is kept for the next call.
+MCP_CALL_APPROVAL_SECONDS = env.int("MCP_CALL_APPROVAL_SECONDS", default=15 * 60)
+MCP_CALL_RETENTION_DAYS = env.int("MCP_CALL_RETENTION_DAYS", default=30)
+MCP_CALL_SESSION_IDLE_SECONDS = env.float("MCP_CALL_SESSION_IDLE_SECONDS", default=60.0)
 # Periodic work, run by Celery beat (`celery -A config beat`, see CELERY_BEAT_SCHEDULE): every CONNECTED or BROKEN
 # server that does not wait for authorization is synced again about once per interval (one cycle spread over
 # half of it), and an OAuth access token is refreshed this long before it expires (or at half its lifetime).
@@ -199,6 +212,7 @@ CELERY_BEAT_SCHEDULE = {
     for name, task in (
         ("mcp-resync-all", "mcp_servers.resync_all"),
         ("mcp-refresh-expiring-tokens", "mcp_servers.refresh_expiring_tokens"),
+        ("mcp-tool-call-upkeep", "mcp_servers.tool_call_upkeep"),
     )
 }
 
@@ -233,7 +247,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
-    "TAGS": [{"name": "MCP servers", "description": "Manage MCP server data sources"}],
+    "TAGS": [
+        {"name": "MCP servers", "description": "Manage MCP server data sources"},
+        {"name": "Tool calls", "description": "Call the tools the servers offer, approve calls, and the audit trail"},
+    ],
     "COMPONENT_SPLIT_PATCH": False,  # every field of an update is optional anyway
     "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
     # The enum hook is left out: enums stay inline, as in the contract.

@@ -72,7 +72,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         headers = {"Retry-After": str(math.ceil(exc.retry_after_ms / 1000)), **exc.decision.headers()}
         return Response(body, status=429, headers=headers)
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.title, exc.detail), status=exc.status_code)
+        body = error_body(exc.title, exc.detail)
+        body["error"].update(exc.extra)
+        return Response(body, status=exc.status_code)
     if isinstance(exc, drf_exceptions.APIException):
         title, fixed_detail = "BadRequest", None
         for cls in type(exc).__mro__:

@@ -17,13 +17,18 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 _context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("log_context", default={})  # noqa: B039
-_FIELDS = ("request_id", "organization_id", "server_id", "task_id")
+_FIELDS = ("request_id", "organization_id", "server_id", "task_id", "tool_call_id")
 _INCOMING_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def bind(**values: object) -> None:
     """Add ids to the current context (a request, a task)."""
     _context.set({**_context.get(), **{key: str(value) for key, value in values.items() if value is not None}})
+
+
+def current() -> dict[str, str]:
+    """The ids bound now, to carry into work that runs elsewhere (a thread, an event loop)."""
+    return dict(_context.get())
 
 
 def clear() -> None:

@@ -23,6 +23,7 @@ REFRESH_TOKEN = "mcp_servers.refresh_token"  # noqa: S105 - a task name
 # Sent by Celery beat (CELERY_BEAT_SCHEDULE in config/settings.py names them too).
 RESYNC_ALL = "mcp_servers.resync_all"
 REFRESH_EXPIRING_TOKENS = "mcp_servers.refresh_expiring_tokens"
+TOOL_CALL_UPKEEP = "mcp_servers.tool_call_upkeep"
 
 
 @functools.cache

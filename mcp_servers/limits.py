@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx2
 from django.conf import settings
 
-from integrations.mcp import HttpClientFactory, SyncLimits
+from integrations.mcp import Bounds, HttpClientFactory, SyncLimits
 from integrations.outbound import OutboundPolicy, guarded_client, guarded_client_factory
 
 
@@ -23,6 +23,16 @@ def sync_limits() -> SyncLimits:
         max_pages=settings.MCP_SYNC_MAX_PAGES,
         max_tools=settings.MCP_SYNC_MAX_TOOLS,
         max_response_bytes=settings.MCP_SYNC_MAX_RESPONSE_BYTES,
+    )
+
+
+def call_bounds() -> Bounds:
+    """A tool call's bounds: its own total, connect and read timeouts and response size."""
+    return Bounds(
+        total_seconds=settings.MCP_CALL_TIMEOUT_SECONDS,
+        connect_seconds=settings.MCP_CALL_CONNECT_SECONDS,
+        read_seconds=settings.MCP_CALL_READ_SECONDS,
+        max_response_bytes=settings.MCP_CALL_MAX_RESPONSE_BYTES,
     )
 
 

@@ -215,3 +215,90 @@ class OAuthRevocation(models.Model):
 
     def __str__(self) -> str:
         return f"Revocation {self.pk}"
+
+
+class ToolCallStatus(models.TextChoices):
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"  # NEEDS_APPROVAL: nothing reached the server yet
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"  # the server answered (its result may be a tool error: isError)
+    FAILED = "FAILED"  # the server failed, timed out or could not be reached; error_message says which
+    AUTH_REQUIRED = "AUTH_REQUIRED"  # the server wants a person to authorize (again, or with more scope)
+    DENIED = "DENIED"
+    EXPIRED = "EXPIRED"  # not approved in time
+    REFUSED = "REFUSED"  # blocked, or refused at approval (the tool changed, or may no longer be used)
+
+
+class ToolCallError(models.TextChoices):
+    """Why a call did not complete (the API's `error.code`)."""
+
+    BLOCKED = "BLOCKED"  # an admin blocked the tool
+    DEFINITION_CHANGED = "DEFINITION_CHANGED"  # the server changed the tool between request and approval
+    ACCESS_REVOKED = "ACCESS_REVOKED"  # the tool or server may no longer be used by the caller
+    TIMEOUT = "TIMEOUT"  # the server did not answer in time
+    UNREACHABLE = "UNREACHABLE"  # connection refused or broken, 429, 502-504
+    HEADERS_REJECTED = "HEADERS_REJECTED"  # the server refused the static headers
+    DESTINATION_REFUSED = "DESTINATION_REFUSED"  # the outbound policy refused the server's address
+    RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
+    PROTOCOL_ERROR = "PROTOCOL_ERROR"  # anything else the server did wrong (a JSON-RPC error, a malformed answer)
+    OAUTH_FAILED = "OAUTH_FAILED"  # the authorization server could not refresh or start an authorization
+    INTERRUPTED = "INTERRUPTED"  # the process running it stopped before it finished
+
+
+class ToolCall(models.Model):
+    """One tool call made through the service, from request to result: the audit trail.
+
+    The arguments and the result may hold personal data: both are encrypted, never logged, and every record is
+    purged after MCP_CALL_RETENTION_DAYS. The server and tool are kept by name too, so the trail outlives them.
+    """
+
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="tool_calls")
+    server = models.ForeignKey(McpServer, on_delete=models.SET_NULL, null=True, blank=True, related_name="tool_calls")
+    server_label = models.CharField(max_length=SERVER_LABEL_MAX_LENGTH)
+    tool = models.ForeignKey(McpTool, on_delete=models.SET_NULL, null=True, blank=True, related_name="calls")
+    tool_name = models.CharField(max_length=512)
+    # On whose behalf, and with which key; an admin's approval is recorded as the decision.
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="tool_calls"
+    )
+    api_key = models.ForeignKey(
+        "organizations.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="tool_calls"
+    )
+    status = models.CharField(max_length=20, choices=ToolCallStatus.choices)
+    arguments = EncryptedTextField()  # JSON
+    # The tool's definition when the call was requested: an approval after it changed is refused.
+    definition_hash = models.CharField(max_length=64)
+    expires_at = models.DateTimeField(null=True, blank=True)  # until when it may be approved
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    progress = models.JSONField(null=True, blank=True)  # the last progress notification: progress, total, message
+    result = EncryptedTextField(null=True, blank=True)  # JSON: content, structuredContent, isError, as sent
+    is_error = models.BooleanField(null=True, blank=True)  # the result's isError (a tool error is still a result)
+    error_code = models.CharField(max_length=32, null=True, blank=True)  # ToolCallError: why, for machines
+    error_message = models.TextField(null=True, blank=True)  # why it failed or was refused, for people; never a secret
+    auth_url = models.TextField(null=True, blank=True)  # AUTH_REQUIRED: where a person authorizes
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # The trail, newest first, by status, by server; expiry and purge sweeps.
+            models.Index(fields=["organization", "-id"], name="tool_call_org_newest"),
+            models.Index(fields=["organization", "status", "-id"], name="tool_call_org_status"),
+            models.Index(fields=["status", "expires_at"], name="tool_call_status_expiry"),
+            models.Index(fields=["created_at"], name="tool_call_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server_label}__{self.tool_name} ({self.status})"
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return round((self.finished_at - self.started_at).total_seconds() * 1000)

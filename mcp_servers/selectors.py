@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -7,7 +8,17 @@ from collections.abc import Callable
 from django.db.models import Prefetch, Q, QuerySet
 
 from core.errors import NotFound, ValidationError
-from mcp_servers.models import AccessMode, McpServer, McpServerAccess, McpTool, SetupState, SyncStatus
+from mcp_servers import tool_catalog
+from mcp_servers.models import (
+    AccessMode,
+    McpServer,
+    McpServerAccess,
+    McpTool,
+    SetupState,
+    SyncStatus,
+    ToolCall,
+    ToolCallStatus,
+)
 from organizations.models import Organization
 
 _TOOL_FIELDS = ("id", "server_id", "name", "description", "read_only_hint", "access_mode", "found_in_server")
@@ -102,12 +113,18 @@ def mcp_server_access_list(*, server: McpServer) -> QuerySet[McpServerAccess]:
     return McpServerAccess.objects.filter(server=server).select_related("user").order_by("created_at")
 
 
-def mcp_tool_catalog(*, organization: Organization, user_id: int, is_admin: bool) -> list[McpTool]:
-    """The tools a member's AI models may use: connected servers the member may access (every server for an
-    admin), tools the server still lists, nothing BLOCKED. One query."""
+def servers_usable_by(*, organization: Organization, user_id: int, is_admin: bool) -> QuerySet[McpServer]:
+    """The servers a member's models may use: connected, and every one for an admin, else those everyone in the
+    organization may use or the member was granted. The one rule the catalog and tool calls share."""
     servers = McpServer.objects.filter(organization=organization, setup_state=SetupState.CONNECTED)
     if not is_admin:
         servers = servers.filter(Q(everyone_in_organization_can_access=True) | Q(access_grants__user_id=user_id))
+    return servers
+
+
+def mcp_tool_catalog(*, organization: Organization, user_id: int, is_admin: bool) -> list[McpTool]:
+    """The tools a member's AI models may use: on servers they may use, still listed, nothing BLOCKED. One query."""
+    servers = servers_usable_by(organization=organization, user_id=user_id, is_admin=is_admin)
     return list(
         McpTool.objects.filter(server__in=servers.values("pk"), found_in_server=True)
         .exclude(access_mode=AccessMode.BLOCKED)
@@ -124,3 +141,119 @@ def mcp_tool_catalog(*, organization: Organization, user_id: int, is_admin: bool
             "server__server_label",
         )
     )
+
+
+def tool_call_target(
+    *,
+    organization: Organization,
+    user_id: int,
+    is_admin: bool,
+    exported_name: str | None = None,
+    server_id: str | None = None,
+    tool_name: str | None = None,
+) -> McpTool:
+    """The tool a call names, on a server the caller may use, with its server: by the name the catalog exports
+    (`serverLabel__tool`), or by server id and the tool's own name. Three queries whatever the number of tools.
+
+    A BLOCKED tool and one the server no longer lists are returned (the caller says why they cannot run); an
+    unknown tool, and one on a server the caller may not use, are a NotFound alike.
+    """
+    servers = servers_usable_by(organization=organization, user_id=user_id, is_admin=is_admin)
+    if exported_name is not None:
+        label, separator, _ = exported_name.partition(tool_catalog.SEPARATOR)
+        server = servers.filter(server_label=label).first() if separator else None
+        tool_id = _tool_id_by_exported_name(server, exported_name) if server is not None else None
+        missing = f"No tool named '{exported_name}' is available (see GET /mcp-tools)."
+    else:
+        server = None
+        with contextlib.suppress(ValueError):  # not a UUID: no such server
+            server = servers.filter(pk=uuid.UUID(str(server_id))).first()
+        tool_id = None
+        if server is not None:
+            tool_id = McpTool.objects.filter(server=server, name=tool_name).values_list("pk", flat=True).first()
+        missing = f"The MCP server has no tool named '{tool_name}', or you may not use it."
+    if server is None or tool_id is None:
+        raise NotFound(missing)
+    tool = McpTool.objects.get(pk=tool_id)
+    tool.server = server
+    return tool
+
+
+def _tool_id_by_exported_name(server: McpServer, exported_name: str) -> uuid.UUID | None:
+    rows = list(McpTool.objects.filter(server=server).values_list("pk", "name", "access_mode", "found_in_server"))
+    # The catalog's own names for this server's tools (names of different servers never collide, so this server's
+    # tools alone decide them; see tool_catalog's naming algorithm).
+    offered = [
+        tool_catalog.CatalogTool(
+            server_id=str(server.pk),
+            server_label=server.server_label,
+            tool_id=str(pk),
+            name=name,
+            title=None,
+            description=None,
+            input_schema={},
+            needs_approval=mode == AccessMode.NEEDS_APPROVAL,
+        )
+        for pk, name, mode, found in rows
+        if found and mode != AccessMode.BLOCKED
+    ]
+    for named in tool_catalog.model_tool_names(offered):
+        if named.model_name == exported_name:
+            return uuid.UUID(named.tool.tool_id)
+    # A tool the catalog left out (BLOCKED, or no longer listed) answers to the name it had.
+    for pk, name, mode, found in rows:
+        if (mode == AccessMode.BLOCKED or not found) and tool_catalog.base_name(
+            server.server_label, name
+        ) == exported_name:
+            return uuid.UUID(str(pk))
+    return None
+
+
+def tool_calls_page(
+    *,
+    organization: Organization,
+    user_id: int,
+    is_admin: bool,
+    status: str | None,
+    server_id: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[ToolCall], str | None]:
+    """The audit trail, newest first: every call for an admin, a member's own otherwise. Two queries."""
+    calls = ToolCall.objects.filter(organization=organization).select_related("requested_by", "api_key", "decided_by")
+    calls = calls.defer("arguments", "result")
+    if not is_admin:
+        calls = calls.filter(requested_by_id=user_id)
+    if status:
+        if status not in ToolCallStatus.values:
+            raise ValidationError("status", f"must be one of {', '.join(ToolCallStatus.values)}.")
+        calls = calls.filter(status=status)
+    if server_id:
+        try:
+            calls = calls.filter(server_id=uuid.UUID(server_id))
+        except ValueError:
+            raise ValidationError("serverId", "is not a valid MCP server id.") from None
+    if cursor:
+        try:
+            calls = calls.filter(pk__lt=uuid.UUID(cursor))
+        except ValueError:
+            raise ValidationError("cursor", "is not a valid cursor (use pagination.nextCursor).") from None
+    rows = list(calls.order_by("-id")[: limit + 1])
+    if len(rows) > limit:
+        return rows[:limit], str(rows[limit - 1].pk)
+    return rows, None
+
+
+def tool_call_get(*, organization: Organization, user_id: int, is_admin: bool, call_id: str) -> ToolCall:
+    """One call of the organization: any for an admin, a member's own otherwise (else NotFound, alike)."""
+    try:
+        call_uuid = uuid.UUID(call_id)
+    except ValueError:
+        raise NotFound("Tool call not found.") from None
+    calls = ToolCall.objects.filter(organization=organization, pk=call_uuid)
+    if not is_admin:
+        calls = calls.filter(requested_by_id=user_id)
+    call = calls.select_related("requested_by", "api_key", "decided_by").first()
+    if call is None:
+        raise NotFound("Tool call not found.")
+    return call

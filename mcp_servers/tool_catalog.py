@@ -131,9 +131,10 @@ def sanitize(text: str) -> str:
     return _UNDERSCORES.sub("_", _DISALLOWED.sub("_", ascii_text)).strip("_")
 
 
-def _base_name(tool: CatalogTool) -> str:
-    label = sanitize(tool.server_label)[:SERVER_LABEL_MAX_LENGTH].rstrip("_") or "server"
-    part = sanitize(tool.name) or "tool"
+def base_name(server_label: str, name: str) -> str:
+    """Step 2: a tool's name before any collision is resolved (what it is called unless another tool clashes)."""
+    label = sanitize(server_label)[:SERVER_LABEL_MAX_LENGTH].rstrip("_") or "server"
+    part = sanitize(name) or "tool"
     return f"{label}{SEPARATOR}{part}"[:MODEL_NAME_MAX_LENGTH].rstrip("_")
 
 
@@ -157,7 +158,7 @@ def model_tool_names(tools: Sequence[CatalogTool]) -> list[ModelTool]:
     ids = [tool.tool_id for tool in tools]
     if len(set(ids)) != len(ids):
         raise ValueError("tool_id values must be unique")
-    bases = {tool.tool_id: _base_name(tool) for tool in tools}
+    bases = {tool.tool_id: base_name(tool.server_label, tool.name) for tool in tools}
     levels = dict.fromkeys(ids, 0)
     by_id = {tool.tool_id: tool for tool in tools}
     while True:

@@ -2,7 +2,9 @@
 
 Only this package imports the MCP SDK's client. Its modules, from the inside out: ``types`` (what goes in and comes
 out), ``errors``, ``streams`` (bounded bodies), ``statuses`` (what an HTTP answer and its Bearer challenge mean),
-``probe`` (what the endpoint speaks), ``translate`` (any failure as one ``McpClientError``), ``listing`` (the call).
+``probe`` (what the endpoint speaks), ``translate`` (any failure as one ``McpClientError``), ``connection`` (the HTTP
+client and transports of an exchange), ``listing`` (a sync's tool listing) and ``session`` (tool calls over sessions
+kept open between calls).
 """
 
 from integrations.mcp.errors import (
@@ -16,11 +18,24 @@ from integrations.mcp.errors import (
     McpUnreachable,
 )
 from integrations.mcp.listing import alist_remote_tools, list_remote_tools
+from integrations.mcp.session import Endpoint, SessionPool
 from integrations.mcp.statuses import parse_bearer_challenge
-from integrations.mcp.types import AuthChallenge, HttpClientFactory, RemoteTool, SyncLimits, ToolListing, TransportType
+from integrations.mcp.types import (
+    AuthChallenge,
+    Bounds,
+    HttpClientFactory,
+    ProgressCallback,
+    RemoteTool,
+    SyncLimits,
+    ToolListing,
+    ToolResult,
+    TransportType,
+)
 
 __all__ = [
     "AuthChallenge",
+    "Bounds",
+    "Endpoint",
     "HttpClientFactory",
     "McpAuthRequired",
     "McpClientError",
@@ -30,9 +45,12 @@ __all__ = [
     "McpProtocolError",
     "McpTimeout",
     "McpUnreachable",
+    "ProgressCallback",
     "RemoteTool",
+    "SessionPool",
     "SyncLimits",
     "ToolListing",
+    "ToolResult",
     "TransportType",
     "alist_remote_tools",
     "list_remote_tools",

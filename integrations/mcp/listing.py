@@ -31,15 +31,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 import anyio
 import httpx2
 import mcp_types
 from mcp.client.client import Client
-from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
 
+from integrations.mcp.connection import legacy_sse, open_http_client, streamable_http
 from integrations.mcp.errors import (
     McpAuthRequired,
     McpClientError,
@@ -50,7 +49,6 @@ from integrations.mcp.errors import (
 )
 from integrations.mcp.probe import Probe, modern_version, probe, release_probe_session
 from integrations.mcp.statuses import describe_host
-from integrations.mcp.streams import BoundedStream, LentClient
 from integrations.mcp.translate import CallState
 from integrations.mcp.types import HttpClientFactory, RemoteTool, SyncLimits, ToolListing, TransportType
 
@@ -175,7 +173,7 @@ class _ToolLister:
     async def run(self, preferred: TransportType | None) -> ToolListing:
         if self.invalid_url:
             raise McpProtocolError("The MCP server URL is not a valid http or https URL.")
-        async with self._open_client() as http:
+        async with open_http_client(self.factory, self.headers, self.limits, self.state) as http:
             sse_failure: McpClientError | None = None
             if preferred == "SSE":
                 try:
@@ -192,36 +190,6 @@ class _ToolLister:
             tools = await self._guard(self._list_over_streamable(http, probe_result))
             return ToolListing("STREAMABLE_HTTP", tools)
 
-    def _open_client(self) -> httpx2.AsyncClient:
-        timeout = httpx2.Timeout(
-            connect=self.limits.connect_seconds,
-            read=self.limits.read_seconds,
-            write=self.limits.read_seconds,
-            pool=self.limits.connect_seconds,
-        )
-        client = self.factory(headers=dict(self.headers), timeout=timeout)
-        if not any(name.lower() == "accept-encoding" for name in self.headers):
-            # Counting bytes only bounds memory if what is counted is what gets decoded.
-            client.headers["accept-encoding"] = "identity"
-        client.event_hooks["response"].append(self._on_response)
-        return client
-
-    async def _on_response(self, response: httpx2.Response) -> None:
-        if response.request.method == "POST" and response.status_code >= 400:
-            self.state.failed_post = (response.status_code, response.headers.get_list("www-authenticate"))
-        stream = response.stream
-        if isinstance(stream, httpx2.AsyncByteStream):
-            content_type = response.headers.get("content-type", "").lower()
-            response.stream = BoundedStream(
-                stream,
-                self.limits.max_response_bytes,
-                per_event=content_type.startswith("text/event-stream"),
-                on_exceeded=self._mark_oversized,
-            )
-
-    def _mark_oversized(self) -> None:
-        self.state.oversized = True
-
     async def _guard(self, awaitable: Awaitable[_T]) -> _T:
         """Await, turning any failure except cancellation into an McpClientError."""
         try:
@@ -233,9 +201,7 @@ class _ToolLister:
         raise error
 
     async def _list_over_streamable(self, http: httpx2.AsyncClient, probe: Probe) -> list[RemoteTool]:
-        transport = streamable_http_client(
-            self.url, http_client=http, max_sse_event_size=self.limits.max_response_bytes
-        )
+        transport = streamable_http(self.url, http, self.limits)
         async with anyio.create_task_group() as tg:
             # Released concurrently with the SDK's own handshake so the probes cost no extra round trip.
             for session in probe.sessions:
@@ -244,21 +210,7 @@ class _ToolLister:
         return tools
 
     async def _list_over_sse(self, http: httpx2.AsyncClient) -> list[RemoteTool]:
-        def lend(
-            headers: dict[str, str] | None = None,
-            timeout: httpx2.Timeout | None = None,
-            auth: httpx2.Auth | None = None,
-        ) -> httpx2.AsyncClient:
-            # The call's client already carries the static headers and the call's timeouts.
-            return cast(httpx2.AsyncClient, LentClient(http))
-
-        transport = sse_client(
-            self.url,
-            timeout=self.limits.connect_seconds,
-            sse_read_timeout=self.limits.read_seconds,
-            httpx_client_factory=lend,
-        )
-        return await self._list_with(transport)
+        return await self._list_with(legacy_sse(self.url, http, self.limits))
 
     async def _list_with(
         self, transport: AbstractAsyncContextManager[Any], discovered: mcp_types.DiscoverResult | None = None

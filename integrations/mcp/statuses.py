@@ -79,7 +79,7 @@ def status_error(status: int, challenges: list[str], host: str) -> McpClientErro
         )
     if status == 429:
         return McpUnreachable(
-            f"The MCP server at {host} is rate limiting requests (HTTP 429); the sync will be retried.",
+            f"The MCP server at {host} is rate limiting requests (HTTP 429); try again later.",
             status_code=status,
         )
     if status in GATEWAY_STATUSES:

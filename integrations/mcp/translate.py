@@ -23,7 +23,7 @@ from integrations.mcp.errors import (
     McpUnreachable,
 )
 from integrations.mcp.statuses import status_error
-from integrations.mcp.types import SyncLimits
+from integrations.mcp.types import Bounds
 from integrations.outbound import DestinationRefused
 
 
@@ -32,7 +32,8 @@ class CallState:
     """What one call observed on its way, to explain a failure better than its last symptom does."""
 
     host: str
-    limits: SyncLimits
+    limits: Bounds
+    activity: str = "Listing tools from"  # what failed, in "... the MCP server at <host> failed unexpectedly"
     stage: str = "initialize"
     oversized: bool = False
     # The SDK turns a failed POST into a generic JSON-RPC error; the status kept here says what happened.
@@ -101,9 +102,7 @@ class CallState:
             return McpProtocolError(f"The MCP server at {host} sent a malformed {self.stage} response.")
         if isinstance(exc, RuntimeError) and "protocol version" in str(exc).lower():
             return McpProtocolError(f"The MCP server at {host} negotiated an unsupported protocol version.")
-        return McpProtocolError(
-            f"Listing tools from the MCP server at {host} failed unexpectedly ({type(exc).__name__})."
-        )
+        return McpProtocolError(f"{self.activity} the MCP server at {host} failed unexpectedly ({type(exc).__name__}).")
 
 
 def _relevance(exc: BaseException) -> int:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx2
+from mcp.shared.dispatcher import ProgressFnT
 
 TransportType = Literal["STREAMABLE_HTTP", "SSE"]
 
@@ -16,13 +17,21 @@ HttpClientFactory = Callable[..., httpx2.AsyncClient]
 
 
 @dataclass(frozen=True)
-class SyncLimits:
+class Bounds:
+    """What bounds one exchange with a server: the whole of it, each connect, each read, each response body."""
+
     total_seconds: float = 30.0
     connect_seconds: float = 5.0
     read_seconds: float = 15.0
+    max_response_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SyncLimits(Bounds):
+    """A tool listing's bounds: the exchange's, and how many pages and tools are read at most."""
+
     max_pages: int = 100
     max_tools: int = 10_000
-    max_response_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -55,3 +64,28 @@ class AuthChallenge:
     resource_metadata_url: str | None
     scope: str | None
     error: str | None
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A tool's answer to ``tools/call``, as the server sent it (MCP's CallToolResult, in its JSON form).
+
+    ``is_error`` is the tool's own report of failure: a result, not a failed call.
+    """
+
+    content: list[dict[str, Any]]
+    structured_content: dict[str, Any] | None
+    is_error: bool
+    meta: dict[str, Any] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"content": self.content, "isError": self.is_error}
+        if self.structured_content is not None:
+            document["structuredContent"] = self.structured_content
+        if self.meta:
+            document["_meta"] = self.meta
+        return document
+
+
+ProgressCallback = ProgressFnT
+"""Awaited with (progress, total, message) for each progress notification of a running call."""

@@ -52,7 +52,16 @@ from mcp_servers.admin.forms import (
 )
 from mcp_servers.admin.inlines import HeaderInline, ToolInline
 from mcp_servers.admin.tool_pages import tool_page
-from mcp_servers.models import McpServer, McpServerHeader, McpServerOAuth, McpTool, SyncStatus, TransportType
+from mcp_servers.models import (
+    McpServer,
+    McpServerHeader,
+    McpServerOAuth,
+    McpTool,
+    SyncStatus,
+    ToolCall,
+    ToolCallStatus,
+    TransportType,
+)
 from mcp_servers.selectors import mcp_server_wait_for_new_auth_url, mcp_server_wait_for_sync
 from mcp_servers.services import (
     mcp_server_create,
@@ -121,6 +130,20 @@ class SyncStatusFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         return queryset.filter(last_sync_status=value) if value else queryset
+
+
+def _call_counts(server: McpServer) -> dict[str, Any]:
+    """The server's tool calls at a glance, with links to them in the audit trail (awaiting approval, all)."""
+    counts = ToolCall.objects.filter(server_id=server.pk).aggregate(
+        total=Count("pk"), awaiting=Count("pk", filter=Q(status=ToolCallStatus.AWAITING_APPROVAL))
+    )
+    history = f"{reverse('admin:mcp_servers_toolcall_changelist')}?server__id__exact={server.pk}"
+    return {
+        "calls_total": counts["total"],
+        "calls_awaiting": counts["awaiting"],
+        "calls_url": history,
+        "calls_awaiting_url": f"{history}&status__exact={ToolCallStatus.AWAITING_APPROVAL}",
+    }
 
 
 _DEFERRED_REPORT = "mcp_sync_report"
@@ -341,6 +364,7 @@ class McpServerAdmin(TitledAdmin, OrganizationScopedAdmin):
             "tools_gone": gone,
             "tools_changed": changed.count(),
             "pending": server.last_sync_status == SyncStatus.PENDING,
+            **_call_counts(server),
         }
 
     def _change_url(self, obj: McpServer) -> str:

@@ -29,10 +29,11 @@ from drf_spectacular.utils import (
 from rest_framework import serializers
 
 from mcp_servers import tool_catalog
-from mcp_servers.models import AccessMode, SetupState, TransportType
+from mcp_servers.models import AccessMode, SetupState, ToolCallError, ToolCallStatus, TransportType
 from mcp_servers.validation import DISPLAY_NAME_MAX, SERVER_URL_MAX
 
 TAG = "MCP servers"
+CALLS_TAG = "Tool calls"
 SECURITY_SCHEME = "bearerAuth"
 
 
@@ -121,7 +122,26 @@ _ERROR_DESCRIPTIONS = {
     404: "Not found - Organization not found or no admin access",
     429: "Rate limit exceeded - Too many requests",
     500: "Internal server error",
+    403: "Forbidden - the tool is blocked (`Forbidden`), or its server asks a person to authorize "
+    "(`AuthorizationRequired`, with `authUrl`)",
+    409: "Conflict - the call can no longer be decided, or its tool changed since it was requested",
+    502: "Upstream error - the MCP server failed, refused the request or could not be reached",
+    504: "Upstream timeout - the MCP server did not answer in time",
 }
+
+
+class CallErrorSerializer(ApiErrorSerializer):
+    callId = serializers.CharField(required=False, help_text="The call's id, when it was recorded (the audit trail)")
+    code = serializers.CharField(required=False, allow_null=True, help_text="Why, for machines (`error.code`)")
+    requiresAuth = serializers.BooleanField(required=False, help_text="AuthorizationRequired: a person must authorize")
+    authUrl = serializers.CharField(required=False, allow_null=True, help_text="AuthorizationRequired: where")
+
+
+class CallErrorResponseSerializer(serializers.Serializer):
+    error = CallErrorSerializer()
+
+
+_CALL_ERRORS = frozenset({403, 409, 502, 504})
 
 
 def error_responses(*statuses: int, not_found: str | None = None) -> dict[int, OpenApiResponse]:
@@ -133,6 +153,8 @@ def error_responses(*statuses: int, not_found: str | None = None) -> dict[int, O
         if status == 404 and not_found:
             description = f"Not found - {not_found}"
         schema: Any = {"$ref": f"{_REF}RateLimitErrorResponse"} if status == 429 else ErrorResponseSerializer
+        if status in _CALL_ERRORS:
+            schema = CallErrorResponseSerializer
         responses[status] = OpenApiResponse(schema, description=description)
     return responses
 
@@ -147,7 +169,13 @@ RETRY_AFTER_HEADER = {
 # --- Path and query parameters ------------------------------------------------------------------------------
 
 # URL kwargs are snake_case in Django; the document names them as the contract does (`postprocess`).
-PATH_PARAMETER_NAMES = {"org_id": "orgId", "server_id": "serverId", "tool_id": "toolId", "user_id": "userId"}
+PATH_PARAMETER_NAMES = {
+    "org_id": "orgId",
+    "server_id": "serverId",
+    "tool_id": "toolId",
+    "user_id": "userId",
+    "call_id": "callId",
+}
 
 
 def _path(name: str, description: str, schema: Any = OpenApiTypes.STR) -> OpenApiParameter:
@@ -171,6 +199,16 @@ CURSOR = OpenApiParameter(
     OpenApiTypes.STR,
     OpenApiParameter.QUERY,
     description="Where to continue: the previous page's `pagination.nextCursor` (opaque)",
+)
+CALL_ID = _path("call_id", "Tool call ID")
+CALL_STATUS = OpenApiParameter(
+    "status",
+    {"type": "string", "enum": list(ToolCallStatus.values)},
+    OpenApiParameter.QUERY,
+    description="Only calls with this status",
+)
+CALL_SERVER_ID = OpenApiParameter(
+    "serverId", OpenApiTypes.STR, OpenApiParameter.QUERY, description="Only calls of this MCP server"
 )
 FORMAT = OpenApiParameter(
     "format",
@@ -407,6 +445,76 @@ McpToolCatalogResponseSerializer = _envelope(
 )
 
 
+# The tool calls.
+
+
+class ToolCallRequestSerializer(serializers.Serializer):
+    tool = serializers.CharField(
+        required=False, help_text="The tool's name as `GET /mcp-tools` exports it (`serverLabel__tool`)"
+    )
+    serverId = serializers.CharField(required=False, help_text="Instead of `tool`: the MCP server's id ...")
+    toolName = serializers.CharField(required=False, help_text="... and the tool's own name on that server")
+    arguments = JsonObjectField(required=False, help_text="The tool's arguments; they must fit its input schema")
+
+
+CALL_EXAMPLE = OpenApiExample(
+    "A call by the exported name",
+    value={"tool": "demo_tools__get_weather", "arguments": {"city": "Lisbon"}},
+    request_only=True,
+)
+
+
+class PersonSerializer(serializers.Serializer):
+    userId = serializers.CharField()
+    email = serializers.CharField()
+
+
+class CallErrorDetailSerializer(serializers.Serializer):
+    code = serializers.ChoiceField(choices=ToolCallError.values, allow_null=True)
+    message = serializers.CharField()
+
+
+class ToolResultSerializer(serializers.Serializer):
+    content = serializers.ListField(
+        child=JsonObjectField(), help_text="The MCP content blocks, as the server sent them"
+    )
+    structuredContent = JsonObjectField(required=False)
+    isError = serializers.BooleanField(help_text="The tool's own report of failure: a result, not a failed call")
+
+
+class ToolCallSerializer(serializers.Serializer):
+    """A call (`mcp_servers.api.serializers.tool_call_output`); the list leaves out `arguments` and `result`."""
+
+    id = serializers.CharField()
+    status = serializers.ChoiceField(choices=ToolCallStatus.values)
+    serverId = serializers.CharField(allow_null=True)
+    serverLabel = serializers.CharField()
+    toolName = serializers.CharField()
+    requestedBy = PersonSerializer(allow_null=True)
+    apiKeyPrefix = serializers.CharField(allow_null=True)
+    createdAt = serializers.DateTimeField()
+    expiresAt = serializers.DateTimeField(allow_null=True, help_text="Until when a call awaiting approval may run")
+    decidedBy = PersonSerializer(allow_null=True)
+    decidedAt = serializers.DateTimeField(allow_null=True)
+    startedAt = serializers.DateTimeField(allow_null=True)
+    finishedAt = serializers.DateTimeField(allow_null=True)
+    durationMs = serializers.IntegerField(allow_null=True)
+    progress = JsonObjectField(allow_null=True, help_text="The last progress notification of a running call")
+    error = CallErrorDetailSerializer(allow_null=True)
+    requiresAuth = serializers.BooleanField()
+    authUrl = serializers.CharField(allow_null=True)
+    arguments = JsonObjectField(required=False)
+    result = ToolResultSerializer(required=False, allow_null=True)
+
+
+ToolCallResponseSerializer = _envelope("ToolCallResponseSerializer", ToolCallSerializer())
+ToolCallListResponseSerializer = _envelope(
+    "ToolCallListResponseSerializer",
+    ToolCallSerializer(many=True, help_text="Calls, newest first"),
+    pagination=PaginationSerializer(),
+)
+
+
 # --- Operations: one decorator per view method ----------------------------------------------------------------
 
 _NOT_GIVEN: Any = object()
@@ -423,19 +531,24 @@ def _operation(
     bad_request: bool = False,
     not_found: str | None = None,
     examples: tuple[OpenApiExample, ...] = (),
+    extra_errors: tuple[int, ...] = (),
+    tag: str = TAG,
+    more: dict[int, OpenApiResponse] | None = None,
 ) -> Any:
-    """`extend_schema` for one operation under `/organizations/{orgId}`: its success response, and the errors every
-    operation has (401, 404, 429, 500) plus 400 when `bad_request`."""
+    """`extend_schema` for one operation under `/organizations/{orgId}`: its success response (and `more`), and the
+    errors every operation has (401, 404, 429, 500), plus 400 when `bad_request` and `extra_errors`."""
     status, body, what = ok
+    errors = (*((400,) if bad_request else ()), *extra_errors)
     options: dict[str, Any] = {
         "operation_id": operation_id,
         "summary": summary,
         "description": description,
-        "tags": [TAG],
+        "tags": [tag],
         "parameters": [ORG_ID, *parameters],
         "responses": {
             status: OpenApiResponse(body, description=what),
-            **error_responses(*((400,) if bad_request else ()), not_found=not_found),
+            **(more or {}),
+            **error_responses(*errors, not_found=not_found),
         },
     }
     if request is not _NOT_GIVEN:
@@ -570,6 +683,68 @@ TOOL_CATALOG = _operation(
     ok=(200, McpToolCatalogResponseSerializer, "The tool catalog"),
     bad_request=True,
     not_found="Organization not found, or not a member",
+)
+
+
+CALL_TOOL = _operation(
+    "callTool",
+    "Call a tool",
+    "Calls a tool through the service, with its server's stored headers or OAuth tokens (any member's key, on the "
+    "servers they may use). `ALWAYS_ALLOW`: it runs now; the answer is its result as the server sent it (200; a tool "
+    "error, `isError`, is a result), or 202 when it takes longer than the service waits (poll the call). "
+    "`NEEDS_APPROVAL`: nothing reaches the server; 202 with the call awaiting approval until `expiresAt`. A blocked "
+    "tool is a 403; arguments that do not fit the tool's input schema are a 400.",
+    request=ToolCallRequestSerializer,
+    examples=(CALL_EXAMPLE,),
+    ok=(200, ToolCallResponseSerializer, "The call, with its result (202: the call, still to come)"),
+    bad_request=True,
+    extra_errors=(403, 409, 502, 504),
+    not_found="Organization or tool not found, or not usable by you",
+    tag=CALLS_TAG,
+    more={202: OpenApiResponse(ToolCallResponseSerializer, description="Awaiting approval, or still running")},
+)
+LIST_TOOL_CALLS = _operation(
+    "listToolCalls",
+    "List tool calls",
+    "The audit trail, newest first: every call for an admin, your own otherwise.",
+    parameters=(CALL_STATUS, CALL_SERVER_ID, LIMIT, CURSOR),
+    ok=(200, ToolCallListResponseSerializer, "A page of tool calls"),
+    bad_request=True,
+    not_found="Organization not found, or not a member",
+    tag=CALLS_TAG,
+)
+GET_TOOL_CALL = _operation(
+    "getToolCall",
+    "Get a tool call",
+    "One call with its arguments and result; poll it while it is `RUNNING`.",
+    parameters=(CALL_ID,),
+    ok=(200, ToolCallResponseSerializer, "The tool call"),
+    not_found="Organization or tool call not found, or not yours",
+    tag=CALLS_TAG,
+)
+APPROVE_TOOL_CALL = _operation(
+    "approveToolCall",
+    "Approve a tool call",
+    "Runs a call awaiting approval, exactly as requested (the member it was made for, or an admin). A call whose "
+    "tool changed, was blocked or may no longer be used is refused (409).",
+    parameters=(CALL_ID,),
+    request=None,
+    ok=(200, ToolCallResponseSerializer, "The call, with its result (202: still running)"),
+    extra_errors=(403, 409, 502, 504),
+    not_found="Organization or tool call not found, or not yours",
+    tag=CALLS_TAG,
+    more={202: OpenApiResponse(ToolCallResponseSerializer, description="Still running")},
+)
+DENY_TOOL_CALL = _operation(
+    "denyToolCall",
+    "Deny a tool call",
+    "Refuses a call awaiting approval; nothing reaches the server.",
+    parameters=(CALL_ID,),
+    request=None,
+    ok=(200, ToolCallResponseSerializer, "The denied call"),
+    extra_errors=(409,),
+    not_found="Organization or tool call not found, or not yours",
+    tag=CALLS_TAG,
 )
 
 

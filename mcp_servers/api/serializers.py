@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from rest_framework import serializers
 
 from core.errors import ValidationError
-from mcp_servers.models import AccessMode, McpServer, McpTool
+from mcp_servers.models import AccessMode, McpServer, McpTool, ToolCall, ToolCallStatus
 
 
 class StrictCharField(serializers.CharField):
@@ -169,3 +170,57 @@ def access_output(server: McpServer, grants: Any) -> dict[str, Any]:
             for grant in grants
         ],
     }
+
+
+# --- Tool calls -----------------------------------------------------------------------------------------------------
+
+
+class ToolCallInputSerializer(serializers.Serializer):
+    tool = StrictCharField(required=False)
+    serverId = StrictCharField(required=False)
+    toolName = StrictCharField(required=False)
+    arguments = serializers.JSONField(required=False, default=dict)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        by_name = "tool" in attrs
+        by_server = "serverId" in attrs or "toolName" in attrs
+        if by_name == by_server or (by_server and not ("serverId" in attrs and "toolName" in attrs)):
+            raise ValidationError(
+                "tool", "send either tool (the name GET /mcp-tools exports), or serverId and toolName."
+            )
+        if not isinstance(attrs.get("arguments"), dict):
+            raise ValidationError("arguments", "must be a JSON object.")
+        return attrs
+
+
+def _person(user: Any) -> dict[str, str] | None:
+    return None if user is None else {"userId": str(user.pk), "email": user.email}
+
+
+def tool_call_output(call: ToolCall, *, detail: bool = True) -> dict[str, Any]:
+    """A call as the audit trail shows it; `detail` adds its arguments and result (they may hold personal data, so
+    only the member it was made for and the organization's admins ever read them)."""
+    output: dict[str, Any] = {
+        "id": str(call.id),
+        "status": call.status,
+        "serverId": str(call.server_id) if call.server_id else None,
+        "serverLabel": call.server_label,
+        "toolName": call.tool_name,
+        "requestedBy": _person(call.requested_by),
+        "apiKeyPrefix": call.api_key.prefix if call.api_key else None,
+        "createdAt": _timestamp(call.created_at),
+        "expiresAt": _timestamp(call.expires_at),
+        "decidedBy": _person(call.decided_by),
+        "decidedAt": _timestamp(call.decided_at),
+        "startedAt": _timestamp(call.started_at),
+        "finishedAt": _timestamp(call.finished_at),
+        "durationMs": call.duration_ms,
+        "progress": call.progress,
+        "error": {"code": call.error_code, "message": call.error_message} if call.error_message else None,
+        "requiresAuth": call.status == ToolCallStatus.AUTH_REQUIRED,
+        "authUrl": call.auth_url,
+    }
+    if detail:
+        output["arguments"] = json.loads(call.arguments)
+        output["result"] = json.loads(call.result) if call.result else None
+    return output

@@ -4,6 +4,8 @@ from mcp_servers.api import views
 
 _SERVERS = "organizations/<str:org_id>/mcp-servers"
 _SERVER = f"{_SERVERS}/<str:server_id>"
+_CALLS = "organizations/<str:org_id>/tool-calls"
+_CALL = f"{_CALLS}/<str:call_id>"
 
 urlpatterns = [
     path(_SERVERS, views.McpServerCollectionApi.as_view(), name="mcp-server-collection"),
@@ -15,4 +17,8 @@ urlpatterns = [
     path(f"{_SERVER}/access", views.McpServerAccessApi.as_view(), name="mcp-server-access"),
     path(f"{_SERVER}/access/<str:user_id>", views.McpServerAccessDetailApi.as_view(), name="mcp-server-access-detail"),
     path("organizations/<str:org_id>/mcp-tools", views.McpToolCatalogApi.as_view(), name="mcp-tool-catalog"),
+    path(_CALLS, views.ToolCallCollectionApi.as_view(), name="tool-call-collection"),
+    path(_CALL, views.ToolCallDetailApi.as_view(), name="tool-call-detail"),
+    path(f"{_CALL}/approve", views.ToolCallApproveApi.as_view(), name="tool-call-approve"),
+    path(f"{_CALL}/deny", views.ToolCallDenyApi.as_view(), name="tool-call-deny"),
 ]

@@ -7,21 +7,31 @@ from django.contrib.auth import get_user_model
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.errors import NotFound, ValidationError
+from core.errors import (
+    AuthorizationRequired,
+    Conflict,
+    Forbidden,
+    NotFound,
+    UpstreamFailed,
+    UpstreamTimeout,
+    ValidationError,
+)
 from mcp_servers import tool_catalog
 from mcp_servers.api import schema as doc
 from mcp_servers.api.serializers import (
     AccessGrantInputSerializer,
     McpServerCreateInputSerializer,
     McpServerUpdateInputSerializer,
+    ToolCallInputSerializer,
     ToolUpdateInputSerializer,
     access_output,
     list_params,
     mcp_server_output,
+    tool_call_output,
     tool_detail_output,
     validated_input,
 )
-from mcp_servers.models import AccessMode
+from mcp_servers.models import AccessMode, ToolCall, ToolCallError, ToolCallStatus
 from mcp_servers.selectors import (
     mcp_server_access_list,
     mcp_server_find,
@@ -32,6 +42,9 @@ from mcp_servers.selectors import (
     mcp_servers_page,
     mcp_tool_catalog,
     mcp_tool_get,
+    tool_call_get,
+    tool_call_target,
+    tool_calls_page,
 )
 from mcp_servers.services import (
     mcp_server_access_grant,
@@ -43,8 +56,16 @@ from mcp_servers.services import (
     mcp_server_update,
     mcp_tool_set_access_mode,
 )
+from mcp_servers.services.tool_calls import (
+    Caller,
+    tool_call_decide,
+    tool_call_expire_if_due,
+    tool_call_request,
+    tool_call_run,
+)
 from mcp_servers.validation import HeaderInput
 from organizations.api import OrganizationApi
+from organizations.models import ApiKey
 
 _MAX_ID = 2**63 - 1  # the largest primary key any supported database stores
 
@@ -220,3 +241,109 @@ class McpToolCatalogApi(OrganizationApi):
             for tool in mcp_tool_catalog(organization=self.organization, user_id=self.user.pk, is_admin=self.is_admin)
         ]
         return Response({"data": tool_catalog.render(tool_catalog.model_tool_names(tools), fmt)})
+
+
+# --- Tool calls -----------------------------------------------------------------------------------------------------
+
+
+def _caller(view: OrganizationApi, request: Request) -> Caller:
+    api_key = request.auth if isinstance(request.auth, ApiKey) else None
+    return Caller(organization=view.organization, user=view.user, api_key=api_key, is_admin=view.is_admin)
+
+
+def _call_answer(call: ToolCall, org_id: str) -> Response:
+    """A call's outcome as HTTP: its result (200), or still to come (202: poll it), or the error that stopped it."""
+    call_id = str(call.pk)
+    if call.status == ToolCallStatus.COMPLETED:
+        return Response({"data": tool_call_output(call)})
+    if call.status in (ToolCallStatus.AWAITING_APPROVAL, ToolCallStatus.RUNNING):
+        location = f"/api/public/organizations/{org_id}/tool-calls/{call_id}"
+        return Response({"data": tool_call_output(call)}, status=202, headers={"Location": location})
+    message = call.error_message or f"The call is {call.status}."
+    if call.status == ToolCallStatus.AUTH_REQUIRED:
+        raise AuthorizationRequired(message, callId=call_id, requiresAuth=True, authUrl=call.auth_url)
+    if call.status == ToolCallStatus.REFUSED and call.error_code == ToolCallError.BLOCKED:
+        raise Forbidden(message, callId=call_id, code=call.error_code)
+    if call.status == ToolCallStatus.FAILED:
+        error = UpstreamTimeout if call.error_code == ToolCallError.TIMEOUT else UpstreamFailed
+        raise error(message, callId=call_id, code=call.error_code)
+    raise Conflict(message, callId=call_id, status=call.status, code=call.error_code)
+
+
+class ToolCallCollectionApi(OrganizationApi):
+    """Call a tool through the service (any member's key, on the servers they may use), and the audit trail."""
+
+    member_access = True
+
+    @doc.CALL_TOOL
+    def post(self, request: Request, org_id: str) -> Response:
+        data = validated_input(ToolCallInputSerializer(data=request.data))
+        tool = tool_call_target(
+            organization=self.organization,
+            user_id=self.user.pk,
+            is_admin=self.is_admin,
+            exported_name=data.get("tool"),
+            server_id=data.get("serverId"),
+            tool_name=data.get("toolName"),
+        )
+        call = tool_call_request(caller=_caller(self, request), tool=tool, arguments=data["arguments"])
+        if call.status == ToolCallStatus.RUNNING:
+            call = tool_call_run(call=call, wait=settings.MCP_CALL_WAIT_SECONDS)
+        return _call_answer(call, org_id)
+
+    @doc.LIST_TOOL_CALLS
+    def get(self, request: Request, org_id: str) -> Response:
+        limit, cursor = list_params(request.query_params)
+        calls, next_cursor = tool_calls_page(
+            organization=self.organization,
+            user_id=self.user.pk,
+            is_admin=self.is_admin,
+            status=request.query_params.get("status") or None,
+            server_id=request.query_params.get("serverId") or None,
+            limit=limit,
+            cursor=cursor,
+        )
+        return Response(
+            {
+                "data": [tool_call_output(tool_call_expire_if_due(call), detail=False) for call in calls],
+                "pagination": {"nextCursor": next_cursor, "hasMore": next_cursor is not None},
+            }
+        )
+
+
+class ToolCallDetailApi(OrganizationApi):
+    member_access = True
+
+    @doc.GET_TOOL_CALL
+    def get(self, request: Request, org_id: str, call_id: str) -> Response:
+        call = tool_call_get(
+            organization=self.organization, user_id=self.user.pk, is_admin=self.is_admin, call_id=call_id
+        )
+        return Response({"data": tool_call_output(tool_call_expire_if_due(call))})
+
+
+class ToolCallApproveApi(OrganizationApi):
+    """Approve a call awaiting approval: it runs now, exactly as requested (the member it was made for, or an admin)."""
+
+    member_access = True
+
+    @doc.APPROVE_TOOL_CALL
+    def post(self, request: Request, org_id: str, call_id: str) -> Response:
+        call = tool_call_get(
+            organization=self.organization, user_id=self.user.pk, is_admin=self.is_admin, call_id=call_id
+        )
+        call = tool_call_decide(call=call, user=self.user, is_admin=self.is_admin, approve=True)
+        call = tool_call_run(call=call, wait=settings.MCP_CALL_WAIT_SECONDS)
+        return _call_answer(call, org_id)
+
+
+class ToolCallDenyApi(OrganizationApi):
+    member_access = True
+
+    @doc.DENY_TOOL_CALL
+    def post(self, request: Request, org_id: str, call_id: str) -> Response:
+        call = tool_call_get(
+            organization=self.organization, user_id=self.user.pk, is_admin=self.is_admin, call_id=call_id
+        )
+        call = tool_call_decide(call=call, user=self.user, is_admin=self.is_admin, approve=False)
+        return Response({"data": tool_call_output(call)})

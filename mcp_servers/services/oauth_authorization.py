@@ -119,12 +119,28 @@ def oauth_authorization_start(*, server: McpServer, challenge: AuthChallenge, li
     )
 
 
+def oauth_step_up(*, server: McpServer, challenge: AuthChallenge, limits: SyncLimits) -> str:
+    """A new authorization URL for the scope an operation needs (a 403 `insufficient_scope` challenge): the scope
+    granted so far plus the challenge's, as the MCP authorization spec's step-up flow asks. The current tokens keep
+    working for what they cover until new ones arrive."""
+    row = McpServerOAuth.objects.filter(server=server).first()
+    granted = (row.scope or "").split() if row is not None else []
+    wanted = [*granted, *(scope for scope in (challenge.scope or "").split() if scope not in granted)]
+    escalated = AuthChallenge(
+        resource_metadata_url=challenge.resource_metadata_url or (row.resource_metadata_url if row else None),
+        scope=" ".join(wanted) or None,
+        error=challenge.error,
+    )
+    return oauth_authorization_start(server=server, challenge=escalated, limits=limits)
+
+
 def _client_identity(
     server: McpServer, metadata: oauth.AuthorizationServerMetadata, scope: str | None, limits: SyncLimits
 ) -> tuple[oauth.ClientCredentials, OAuthClientSource]:
     """Pre-registered credentials, else a client ID metadata document, else dynamic registration (the spec's order).
 
-    A registration made earlier with the same issuer and callback is reused rather than repeated.
+    A registration made earlier with the same issuer and callback is reused rather than repeated, unless it was
+    made for less scope than is asked now (a step-up: servers may hold a client to the scope it registered with).
     """
     preregistered = _preregistered(metadata.issuer)
     if preregistered is not None:
@@ -137,6 +153,10 @@ def _client_identity(
         and (
             existing.client_source != OAuthClientSource.CLIENT_METADATA_DOCUMENT
             or existing.client_id == client_metadata_document_url()
+        )
+        and (
+            existing.client_source != OAuthClientSource.DYNAMIC_REGISTRATION
+            or set((scope or "").split()) <= set((existing.scope or "").split())
         )
     ):
         return credentials_of(existing), OAuthClientSource(existing.client_source)

@@ -228,17 +228,23 @@ def _record_auth_required(
 
 
 def mcp_server_authorize_again(
-    *, server_id: uuid.UUID | str, message: str, final_attempt: bool = True, keep_state: bool = False
+    *,
+    server_id: uuid.UUID | str,
+    message: str,
+    final_attempt: bool = True,
+    keep_state: bool = False,
+    challenge: AuthChallenge | None = None,
 ) -> SyncOutcome:
-    """A fresh authorization URL for a server that uses OAuth (a re-authorization, or after a failed exchange)."""
+    """A fresh authorization URL for a server (a re-authorization, after a failed exchange, or when a tool call met
+    a challenge), recorded on its row under the sync lease. Without `challenge`, the one the server last sent."""
     limits = sync_limits()
     server = McpServer.objects.select_related("oauth").filter(pk=server_id).first()
-    if server is None or not hasattr(server, "oauth"):
+    if server is None or (challenge is None and not hasattr(server, "oauth")):
         return SyncOutcome.SKIPPED
     lease = _lease_acquire(server.pk, limits, timezone.now())
     if lease is None:
         return SyncOutcome.BUSY
-    challenge = stored_challenge(server.oauth)
+    challenge = challenge or stored_challenge(server.oauth)
     return _record_auth_required(lease, server, challenge, limits, final_attempt, message, keep_state=keep_state)
 
 

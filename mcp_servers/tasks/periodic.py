@@ -7,7 +7,7 @@ import uuid
 from celery import shared_task
 
 from mcp_servers import dispatch
-from mcp_servers.services import scheduling
+from mcp_servers.services import scheduling, tool_calls
 from mcp_servers.tasks.base import ServiceTask
 
 
@@ -27,3 +27,10 @@ def refresh_expiring_tokens() -> int:
 def refresh_token(self: ServiceTask, server_id: str) -> str:
     """Refresh one server's access token if it still expires soon; a rejected grant queues a sync."""
     return scheduling.refresh_token(server_id=uuid.UUID(server_id), final_attempt=self.final_attempt).value
+
+
+@shared_task(name=dispatch.TOOL_CALL_UPKEEP, base=ServiceTask)
+def tool_call_upkeep() -> int:
+    """Expire unapproved calls, fail interrupted ones, purge records past their retention."""
+    counts = tool_calls.tool_calls_upkeep()
+    return counts.expired + counts.interrupted + counts.purged

@@ -20,6 +20,7 @@ from mcp_servers.models import (
     OAuthAuthorizationRequest,
     OAuthClientSource,
     OAuthRevocation,
+    ToolCall,
 )
 from organizations.models import Organization
 
@@ -59,6 +60,10 @@ def test_rotation_keeps_every_secret(organization: Organization, settings: Any) 
         expires_at="2030-01-01T00:00:00Z",
     )  # fmt: skip
     OAuthRevocation.objects.create(revocation_endpoint="https://as.example/r", client_id="c", token="old-token")
+    ToolCall.objects.create(
+        organization=organization, server=server, server_label="s", tool_name="t", status="COMPLETED",
+        arguments='{"who": "someone"}', result='{"content": []}', definition_hash="h",
+    )  # fmt: skip
     expected = {
         "header": "header-secret",
         "client_secret": "client-secret",
@@ -67,13 +72,15 @@ def test_rotation_keeps_every_secret(organization: Organization, settings: Any) 
         "verifier": "verifier",
         "code": "the-code",
         "revocation": "old-token",
+        "arguments": '{"who": "someone"}',
+        "result": '{"content": []}',
     }
     before = raw("mcp_servers_mcpserverheader", "value")
 
     use_keys(settings, ["new-key", "old-key"])
     out = StringIO()
     call_command("reencrypt_secrets", stdout=out)
-    assert "Re-encrypted 4 rows." in out.getvalue()
+    assert "Re-encrypted 5 rows." in out.getvalue()
     after = raw("mcp_servers_mcpserverheader", "value")
     assert after != before
     new_fernet = Fernet(hkdf.derive_fernet_key("new-key"))
@@ -92,6 +99,8 @@ def test_rotation_keeps_every_secret(organization: Organization, settings: Any) 
         "verifier": request.code_verifier,
         "code": request.code,
         "revocation": OAuthRevocation.objects.get().token,
+        "arguments": ToolCall.objects.get().arguments,
+        "result": ToolCall.objects.get().result,
     } == expected
     use_keys(settings, settings.FERNET_KEYS)
 
@@ -103,4 +112,5 @@ def test_every_encrypted_column_is_covered() -> None:
         "mcp_servers.McpServerOAuth": ["client_secret", "access_token", "refresh_token"],
         "mcp_servers.OAuthAuthorizationRequest": ["code_verifier", "code"],
         "mcp_servers.OAuthRevocation": ["client_secret", "token"],
+        "mcp_servers.ToolCall": ["arguments", "result"],
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 import redis
 from django.conf import settings
@@ -176,3 +178,59 @@ def worker_factory(
     finally:
         for worker in started:
             worker.stop()
+
+
+@pytest.fixture
+def gunicorn_factory(services_available: None, django_db_setup: None) -> Iterator[Callable[..., str]]:
+    """``start(**env) -> base URL``: gunicorn (three processes, as production runs it) on the test database and the
+    Redis broker, with `env` on top; every one started is stopped when the test ends."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(**overrides: str) -> str:
+        port = _free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url_for_processes(),
+            "REDIS_URL": settings.REDIS_URL,
+            "FERNET_KEYS": ",".join(settings.FERNET_KEYS),
+            "MCP_OUTBOUND_ALLOWLIST": "127.0.0.1",
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "WEB_CONCURRENCY": "3",
+            "GUNICORN_ACCESS_LOG": "/dev/null",
+            **overrides,
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "config.wsgi"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        started.append(process)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    return base
+            except httpx2.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("gunicorn did not start: " + (process.stderr.read() if process.stderr else b"").decode())
+            time.sleep(0.2)
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

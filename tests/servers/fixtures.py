@@ -57,6 +57,7 @@ _FLAGS = {
 }
 # Options without a value: passed when true.
 _SWITCHES = {
+    "call_tools": "--call-tools",
     "oauth_challenge": "--oauth-challenge",
     "endless_body": "--endless-body",
     "endless_sse_event": "--endless-sse-event",

@@ -34,9 +34,12 @@ from typing import Any
 import anyio
 import uvicorn
 from mcp.server import MCPServer, ServerRequestContext
+from mcp.server.mcpserver.context import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool as ServerTool
 from mcp_types import ListToolsResult, PaginatedRequestParams, Tool, ToolAnnotations
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import BaseModel
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -79,6 +82,7 @@ class ServerOptions:
     scope_count: int = 1
     metadata_format: str = "json"
     legacy_only: bool = False
+    call_tools: bool = False
 
     @property
     def mcp_path(self) -> str:
@@ -135,6 +139,46 @@ def _numbered_tools(count: int, description_size: int | None = None) -> list[Ser
     ]
 
 
+class Forecast(BaseModel):
+    city: str
+    degrees: int
+    sky: str
+
+
+def _add_call_tools(server: MCPServer[Any]) -> None:
+    """Tools for the tool-call tests (``--call-tools``), all read-only (so ALWAYS_ALLOW by default)."""
+    read_only = ToolAnnotations(read_only_hint=True)
+
+    @server.tool(annotations=read_only)
+    def fail_tool(message: str) -> str:
+        """Always fails: the server answers with a tool error (isError) that carries `message`."""
+        raise ToolError(message)
+
+    @server.tool(annotations=read_only)
+    async def slow_tool(seconds: float) -> str:
+        """Answers after `seconds`."""
+        await anyio.sleep(seconds)
+        return f"slept {seconds}"
+
+    @server.tool(annotations=read_only)
+    async def progress_tool(steps: int, ctx: Context[Any, Any], pause: float = 1.2) -> str:
+        """Reports progress `steps` times, `pause` seconds apart."""
+        for step in range(1, steps + 1):
+            await ctx.report_progress(step, steps, f"step {step} of {steps}")
+            await anyio.sleep(pause)
+        return f"done after {steps} steps"
+
+    @server.tool(annotations=read_only)
+    def forecast(city: str) -> Forecast:
+        """Structured content, with an output schema."""
+        return Forecast(city=city, degrees=10 + len(city) % 15, sky="clear")
+
+    @server.tool(annotations=read_only)
+    def big_tool(size: int) -> str:
+        """A text of `size` bytes."""
+        return "x" * size
+
+
 class ConfigurableMcpServer(MCPServer[Any]):
     """MCPServer whose tools/list honours cursors, can be slowed down, and reflects control-API edits.
 
@@ -144,6 +188,8 @@ class ConfigurableMcpServer(MCPServer[Any]):
     def __init__(self, options: ServerOptions, state: ServerState) -> None:
         tools = _numbered_tools(options.tools, options.description_size)
         super().__init__("test-mcp-server", log_level="WARNING", tools=tools)
+        if options.call_tools:
+            _add_call_tools(self)
         self._options = options
         self._state = state
 
@@ -380,6 +426,7 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
         "--endless-sse-event", action="store_true", help="a POST gets an event stream with one never-ending event"
     )
     parser.add_argument("--trickle", action="store_true", help="a POST gets an event stream of comments, forever")
+    parser.add_argument("--call-tools", action="store_true", help="add the tool-call test tools (see _add_call_tools)")
     parser.add_argument("--description-size", type=int, metavar="BYTES", help="length of every tool description")
     parser.add_argument(
         "--legacy-only", action="store_true", help="answer 2026-era requests as a handshake-era server (400)"
@@ -426,6 +473,7 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
         scope_count=args.scope_count,
         metadata_format=args.metadata_format,
         legacy_only=args.legacy_only,
+        call_tools=args.call_tools,
     )
 
 

@@ -43,6 +43,7 @@ _FLAGS = {
     "port": "--port",
     "tools": "--tools",
     "scopes": "--scopes",
+    "call_scopes": "--call-scopes",
     "client_id": "--client-id",
     "client_secret": "--client-secret",
     "cimd_prefix": "--cimd-prefix",

@@ -23,6 +23,9 @@ backed by the in-memory provider below; a thin ASGI wrapper in front adds accoun
   ID metadata document (tests have no internet), so it accepts any ``client_id`` that is a URL starting with
   ``--cimd-prefix`` (default ``http://127.0.0.1``) as a public client (``none``) with every supported scope whose
   redirect_uris are "any URI with the client_id's origin".
+* ``--call-scopes`` names scopes that ``tools/call`` needs on top of those (step-up authorization): a token without
+  them gets 403 with ``error="insufficient_scope"`` and, as ``scope``, every scope the call needs. They are valid
+  scopes to ask for, but not required for anything else, nor in the metadata's ``scopes_supported``.
 * Access tokens live ``--access-token-ttl`` seconds; refresh tokens are single-use and rotate on every refresh
   (``--no-rotate`` keeps them); ``--refresh-delay`` stalls every refresh_token grant before it is handled.
 * Control API, no auth: ``POST /_control/revoke`` drops every code, access and refresh token; ``POST
@@ -103,6 +106,7 @@ class OAuthServerOptions:
     port: int = 0
     tools: int = 3
     scopes: list[str] = field(default_factory=lambda: ["tools:read"])
+    call_scopes: list[str] = field(default_factory=list)
     registration: bool = True
     client_id: str | None = None
     client_secret: str | None = None
@@ -127,6 +131,8 @@ class Stats:
     revocations: int = 0  # RFC 7009 requests answered 200 (which includes unknown tokens, per the RFC)
     mcp_requests: int = 0  # every HTTP request to /mcp
     mcp_unauthorized: int = 0  # those answered 401
+    mcp_insufficient_scope: int = 0  # tools/call requests answered 403 for want of a --call-scopes scope
+    tool_calls: int = 0  # tools/call requests that reached the tools
     # Parameters as sent (None when absent) by the last /authorize and /token requests; None before the first.
     last_authorize: dict[str, str | None] | None = None
     last_token_request: dict[str, str | None] | None = None
@@ -140,6 +146,8 @@ class Stats:
             "revocations": self.revocations,
             "mcp_requests": self.mcp_requests,
             "mcp_unauthorized": self.mcp_unauthorized,
+            "mcp_insufficient_scope": self.mcp_insufficient_scope,
+            "tool_calls": self.tool_calls,
             "last_authorize": self.last_authorize,
             "last_token_request": self.last_token_request,
         }
@@ -436,7 +444,36 @@ class OAuthControlApp:
                 ]
             await send(message)
 
+        if scope["method"] == "POST":
+            body = await _read_body(receive)
+            receive = _replaying(body, receive)
+            try:
+                method = json.loads(body).get("method") if body else None
+            except (ValueError, AttributeError):
+                method = None
+            if method == "tools/call":
+                if await self._lacks_call_scopes(scope["headers"]):
+                    await self._insufficient_scope(send)
+                    return
+                self.stats.tool_calls += 1
         await self.inner(scope, receive, send_with_scope)
+
+    async def _lacks_call_scopes(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        if not self.options.call_scopes:
+            return False
+        authorization = dict((k.lower(), v) for k, v in headers).get(b"authorization", b"").decode("latin-1")
+        token = authorization[7:] if authorization[:7].lower() == "bearer " else ""
+        access = await self.provider.load_access_token(token)
+        # No valid token at all: the SDK's own 401 handles it.
+        return access is not None and not set(self.options.call_scopes) <= set(access.scopes)
+
+    async def _insufficient_scope(self, send: Send) -> None:
+        self.stats.mcp_insufficient_scope += 1
+        wanted = " ".join([*self.options.scopes, *self.options.call_scopes])
+        challenge = (
+            f'Bearer error="insufficient_scope", scope="{wanted}", resource_metadata="{self.base_url}{PRM_PATH}"'
+        )
+        await _send_json(send, 403, {"error": "insufficient_scope"}, ((b"www-authenticate", challenge.encode()),))
 
     async def _authorize(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read_body(receive) if scope["method"] == "POST" else b""
@@ -548,7 +585,9 @@ def build_app(options: OAuthServerOptions, port: int) -> OAuthControlApp:
     stats = Stats()
     provider = InMemoryOAuthProvider(options, stats, resource)
     registration = ClientRegistrationOptions(
-        enabled=options.registration, valid_scopes=list(options.scopes), default_scopes=list(options.scopes)
+        enabled=options.registration,
+        valid_scopes=[*options.scopes, *options.call_scopes],
+        default_scopes=list(options.scopes),
     )
     revocation = RevocationOptions(enabled=True)
     # Strings, not AnyHttpUrl objects: only validation from a string keeps the issuer free of a trailing slash
@@ -598,6 +637,7 @@ def parse_args(argv: list[str] | None = None) -> OAuthServerOptions:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--tools", type=int, default=3)
     parser.add_argument("--scopes", default="tools:read", help="space-separated supported (and required) scopes")
+    parser.add_argument("--call-scopes", default="", help="space-separated scopes tools/call needs on top (step-up)")
     parser.add_argument("--no-registration", action="store_true", help="no dynamic client registration")
     parser.add_argument("--client-id", help="pre-register a client with this id")
     parser.add_argument("--client-secret", help="its secret (without one the client is public)")
@@ -622,6 +662,7 @@ def parse_args(argv: list[str] | None = None) -> OAuthServerOptions:
         port=args.port,
         tools=args.tools,
         scopes=scopes,
+        call_scopes=args.call_scopes.split(),
         registration=not args.no_registration,
         client_id=args.client_id,
         client_secret=args.client_secret,

@@ -1,0 +1,548 @@
+"""Tool calls: where a model's call is authorized, approved when the tool's mode says so, run against its server
+with the stored headers or OAuth tokens, and recorded.
+
+- `tool_call_request` governs a call: a tool the server no longer lists is not found, a BLOCKED one is refused (and
+  the refusal recorded), arguments must fit the tool's input schema; a NEEDS_APPROVAL call waits for an approval
+  (`tool_call_decide`), an ALWAYS_ALLOW one runs at once (`tool_call_run`). Nothing reaches the server before that.
+- `tool_call_run` runs a call in the process's background event loop, over a session with the server kept open
+  between calls (`integrations.mcp.SessionPool`), and waits for it up to `wait` seconds: a call that takes longer
+  goes on there and records its result when it has one (poll the record). A 401 refreshes the OAuth token once (one
+  refresh per server at a time, across processes) and retries; a 403 `insufficient_scope` asks a person for the
+  wider scope (step-up); any other challenge asks for authorization again. Every outcome is written once, by the
+  call itself, on the record's RUNNING row.
+- `tool_calls_upkeep` (every beat tick) expires unapproved calls, fails calls whose process stopped mid-call, and
+  purges records older than MCP_CALL_RETENTION_DAYS.
+
+Secrets (headers, tokens) and the arguments and results never leave the service's processes, never cross the broker,
+and are never logged; the arguments and results are stored encrypted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import jsonschema
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from core import logging as log_context
+from core.errors import Conflict, NotFound, ValidationError
+from integrations import oauth
+from integrations.errors import IntegrationError
+from integrations.loop import background_loop
+from integrations.mcp import (
+    AuthChallenge,
+    Bounds,
+    Endpoint,
+    HttpClientFactory,
+    McpAuthRequired,
+    McpClientError,
+    McpDestinationRefused,
+    McpHeadersRejected,
+    McpLimitExceeded,
+    McpTimeout,
+    McpUnreachable,
+    SessionPool,
+    ToolResult,
+)
+from integrations.outbound import DestinationRefused, InvalidUrl, check_url
+from mcp_servers.limits import call_bounds, mcp_client_factory, outbound_policy, sync_limits
+from mcp_servers.models import (
+    AccessMode,
+    McpServer,
+    McpServerHeader,
+    McpTool,
+    ToolCall,
+    ToolCallError,
+    ToolCallStatus,
+)
+from mcp_servers.selectors import servers_usable_by
+from mcp_servers.services.oauth_authorization import oauth_step_up
+from mcp_servers.services.oauth_tokens import oauth_access_token
+from mcp_servers.services.sync import AUTH_EXPIRED_MESSAGE, AUTH_REQUIRED_MESSAGE, mcp_server_authorize_again
+from organizations.models import ApiKey, Membership, Organization
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+# A RUNNING call older than its bound by this much lost the process that ran it.
+_INTERRUPTED_MARGIN = timedelta(minutes=5)
+_PROGRESS_EVERY_SECONDS = 1.0
+_EXPIRED_MESSAGE = "Nobody approved the call in time."
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: the member, the key they used (None in the admin), and whether they administer the organization."""
+
+    organization: Organization
+    user: User
+    api_key: ApiKey | None
+    is_admin: bool
+
+
+# --- Governing a call ---------------------------------------------------------------------------------------------
+
+
+def tool_call_request(*, caller: Caller, tool: McpTool, arguments: Any) -> ToolCall:
+    """Record a call of `tool` (found by `selectors.tool_call_target`, so on a server the caller may use) and decide
+    what happens to it: RUNNING (ALWAYS_ALLOW: run it with `tool_call_run`), AWAITING_APPROVAL, or a refusal.
+
+    Raises NotFound for a tool the server no longer lists and ValidationError for arguments that do not fit its input
+    schema; a BLOCKED tool's call is recorded REFUSED (and returned so). Nothing is sent to the server here.
+    """
+    if not tool.found_in_server:
+        raise NotFound(f"The MCP server no longer lists the tool '{tool.name}'.")
+    if not isinstance(arguments, dict):
+        raise ValidationError("arguments", "must be a JSON object.")
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "organization": caller.organization,
+        "server": tool.server,
+        "server_label": tool.server.server_label,
+        "tool": tool,
+        "tool_name": tool.name,
+        "requested_by": caller.user,
+        "api_key": caller.api_key,
+        "arguments": json.dumps(arguments, ensure_ascii=False, separators=(",", ":")),
+        "definition_hash": tool.definition_hash,
+    }
+    if tool.access_mode == AccessMode.BLOCKED:
+        call = ToolCall.objects.create(
+            **fields,
+            status=ToolCallStatus.REFUSED,
+            error_code=ToolCallError.BLOCKED,
+            error_message=f"An organization admin blocked the tool '{tool.name}'.",
+            finished_at=now,
+        )
+        return call
+    _validate_arguments(tool, arguments)
+    if tool.access_mode == AccessMode.NEEDS_APPROVAL:
+        expires = now + timedelta(seconds=settings.MCP_CALL_APPROVAL_SECONDS)
+        return ToolCall.objects.create(**fields, status=ToolCallStatus.AWAITING_APPROVAL, expires_at=expires)
+    return ToolCall.objects.create(**fields, status=ToolCallStatus.RUNNING, started_at=now)
+
+
+def _validate_arguments(tool: McpTool, arguments: dict[str, Any]) -> None:
+    """The tool's input schema, as its server declared it (JSON Schema 2020-12 unless it says otherwise). A schema
+    that is itself invalid cannot judge anything: the server will."""
+    schema = tool.input_schema if isinstance(tool.input_schema, dict) else {"type": "object"}
+    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        validator_class.check_schema(schema)
+    except jsonschema.SchemaError:
+        logger.info("tool call: the tool's input schema is not valid JSON Schema; the server validates alone")
+        return
+    error = jsonschema.exceptions.best_match(validator_class(schema).iter_errors(arguments))
+    if error is not None:
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
+        raise ValidationError(f"arguments{where}", f"{error.message} (the tool's input schema)")
+
+
+def tool_call_decide(*, call: ToolCall, user: User, is_admin: bool, approve: bool) -> ToolCall:
+    """Approve (the call becomes RUNNING: run it with `tool_call_run`) or deny a call awaiting approval. The member
+    it was made for and the organization's admins may decide; anyone else gets NotFound, as for another's call.
+
+    Exactly the recorded arguments run. A call whose tool changed its definition since, was blocked, is no longer
+    listed, or may no longer be used by its requester, is refused instead; so is an expired or decided one
+    (Conflict, naming why; the refusal is recorded).
+    """
+    if not is_admin and call.requested_by_id != user.pk:
+        raise NotFound("Tool call not found.")
+    refusal: Conflict | None = None
+    with transaction.atomic():
+        locked = ToolCall.objects.select_for_update().get(pk=call.pk)
+        now = timezone.now()
+        if locked.status == ToolCallStatus.AWAITING_APPROVAL and locked.expires_at and locked.expires_at <= now:
+            _expire(locked, now)
+        if locked.status != ToolCallStatus.AWAITING_APPROVAL:
+            refusal = Conflict(
+                f"The call can no longer be decided: it is {locked.status}.",
+                callId=str(locked.pk),
+                status=locked.status,
+            )
+        else:
+            locked.decided_by, locked.decided_at = user, now
+            reason = _still_allowed(locked) if approve else None
+            if not approve:
+                locked.status, locked.finished_at = ToolCallStatus.DENIED, now
+            elif reason is not None:
+                code, message = reason
+                locked.status, locked.error_code, locked.error_message, locked.finished_at = (
+                    ToolCallStatus.REFUSED,
+                    code,
+                    message,
+                    now,
+                )
+                refusal = Conflict(message, callId=str(locked.pk), status=ToolCallStatus.REFUSED, code=code)
+            else:
+                locked.status, locked.started_at = ToolCallStatus.RUNNING, now
+            locked.save()
+    if refusal is not None:
+        raise refusal
+    return locked
+
+
+def _still_allowed(call: ToolCall) -> tuple[str, str] | None:
+    """Why the approved call may not run now, or None: the approval was for the tool as it stood, for its requester."""
+    if call.tool_id is None or call.server_id is None or call.requested_by_id is None:
+        return ToolCallError.ACCESS_REVOKED, "The tool, its MCP server or the member the call was made for is gone."
+    tool = McpTool.objects.filter(pk=call.tool_id).only("access_mode", "found_in_server", "definition_hash").first()
+    if tool is None or not tool.found_in_server:
+        return ToolCallError.ACCESS_REVOKED, f"The MCP server no longer lists the tool '{call.tool_name}'."
+    if tool.access_mode == AccessMode.BLOCKED:
+        return ToolCallError.BLOCKED, f"An organization admin blocked the tool '{call.tool_name}' meanwhile."
+    if tool.definition_hash != call.definition_hash:
+        return ToolCallError.DEFINITION_CHANGED, (
+            f"The server changed the tool '{call.tool_name}' after the call was requested: what was approved is "
+            "not what would run. Request the call again."
+        )
+    requester_is_admin = Membership.objects.filter(
+        organization_id=call.organization_id, user_id=call.requested_by_id, role=Membership.Role.ADMIN
+    ).exists()
+    usable = servers_usable_by(
+        organization=call.organization, user_id=call.requested_by_id, is_admin=requester_is_admin
+    )
+    if not usable.filter(pk=call.server_id).exists():
+        return ToolCallError.ACCESS_REVOKED, "The member the call was made for may no longer use this MCP server."
+    return None
+
+
+def _expire(call: ToolCall, now: Any) -> None:
+    call.status, call.finished_at = ToolCallStatus.EXPIRED, now
+    call.error_message = _EXPIRED_MESSAGE
+    call.save(update_fields=["status", "finished_at", "error_message", "updated_at"])
+
+
+def tool_call_expire_if_due(call: ToolCall) -> ToolCall:
+    """A call read after its approval deadline reads as EXPIRED (the upkeep task records it too, in bulk)."""
+    if call.status == ToolCallStatus.AWAITING_APPROVAL and call.expires_at and call.expires_at <= timezone.now():
+        expired = ToolCall.objects.filter(pk=call.pk, status=ToolCallStatus.AWAITING_APPROVAL).update(
+            status=ToolCallStatus.EXPIRED,
+            finished_at=timezone.now(),
+            error_message=_EXPIRED_MESSAGE,
+            updated_at=timezone.now(),
+        )
+        if expired:
+            call.refresh_from_db()
+    return call
+
+
+# --- Running a call -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: ToolCallStatus
+    result: ToolResult | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    auth_url: str | None = None
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What a running call needs, read before it leaves the request's thread (the loop's thread reads no rows)."""
+
+    call_id: uuid.UUID
+    server_id: uuid.UUID
+    tool_name: str
+    arguments: dict[str, Any]
+    endpoint: Endpoint
+    factory: HttpClientFactory
+    bounds: Bounds
+    token: str | None
+    refreshed: bool = False
+
+
+def tool_call_run(*, call: ToolCall, wait: float) -> ToolCall:
+    """Run a RUNNING call and wait up to `wait` seconds for its outcome; returns the record as it then stands (still
+    RUNNING when the call takes longer: it goes on in the background loop and records its outcome itself)."""
+    log_context.bind(server_id=call.server_id, organization_id=call.organization_id)
+    spec_or_outcome = _prepare(call)
+    if isinstance(spec_or_outcome, _Outcome):
+        _record(call.pk, spec_or_outcome)
+    else:
+        future = background_loop.submit(_execute(spec_or_outcome, log_context.current()))
+        with contextlib.suppress(concurrent.futures.TimeoutError):  # it goes on; the record says RUNNING till done
+            future.result(timeout=max(0.0, wait))
+    call.refresh_from_db()
+    return call
+
+
+def _prepare(call: ToolCall) -> _Spec | _Outcome:
+    server = McpServer.objects.select_related("oauth").filter(pk=call.server_id).first() if call.server_id else None
+    if server is None:
+        return _Outcome(
+            ToolCallStatus.FAILED, error_code=ToolCallError.ACCESS_REVOKED, error_message="The MCP server was deleted."
+        )
+    try:
+        check_url(server.server_url, rules=outbound_policy().rules)
+    except (DestinationRefused, InvalidUrl) as exc:
+        return _Outcome(
+            ToolCallStatus.FAILED,
+            error_code=ToolCallError.DESTINATION_REFUSED,
+            error_message=f"The server URL was refused: {exc}.",
+        )
+    headers = dict(McpServerHeader.objects.filter(server_id=server.pk).values_list("key", "value"))
+    token: str | None = None
+    if hasattr(server, "oauth"):
+        try:
+            token = oauth_access_token(server_id=server.pk, limits=sync_limits())
+        except oauth.OAuthGrantRejected:
+            return _authorize_again(server.pk, None)
+        except (oauth.OAuthError, DestinationRefused) as exc:
+            return _Outcome(
+                ToolCallStatus.FAILED,
+                error_code=ToolCallError.OAUTH_FAILED,
+                error_message=f"Refreshing the OAuth access token failed: {exc}",
+            )
+    return _Spec(
+        call_id=call.pk,
+        server_id=server.pk,
+        tool_name=call.tool_name,
+        arguments=json.loads(call.arguments),
+        endpoint=_endpoint(server, headers, token),
+        factory=mcp_client_factory(),
+        bounds=call_bounds(),
+        token=token,
+    )
+
+
+def _endpoint(server: McpServer, headers: dict[str, str], token: str | None) -> Endpoint:
+    if token is not None:
+        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        headers["Authorization"] = f"Bearer {token}"
+    return Endpoint.of(server.server_url, headers, server.transport_type)  # type: ignore[arg-type]
+
+
+async def _execute(spec: _Spec, context: dict[str, str]) -> None:
+    """The call, in the background loop: its outcome is recorded before this returns (whoever still waits)."""
+    with log_context.scope(**context):
+        try:
+            outcome = await _call(spec)
+        except Exception:
+            logger.exception("tool call failed unexpectedly")
+            outcome = _Outcome(
+                ToolCallStatus.FAILED,
+                error_code=ToolCallError.PROTOCOL_ERROR,
+                error_message="The call stopped on an internal error.",
+            )
+        await _in_db_thread(_record, spec.call_id, outcome)
+
+
+async def _call(spec: _Spec) -> _Outcome:
+    progress = _ProgressRecorder(spec.call_id)
+    try:
+        result = await _pool().call_tool(
+            spec.endpoint, spec.tool_name, spec.arguments, factory=spec.factory, bounds=spec.bounds, progress=progress
+        )
+    except McpAuthRequired as exc:
+        return await _after_challenge(spec, exc.challenge)
+    except McpClientError as exc:
+        return _failure(exc)
+    return _Outcome(ToolCallStatus.COMPLETED, result=result)
+
+
+async def _after_challenge(spec: _Spec, challenge: AuthChallenge) -> _Outcome:
+    """401/403 with a Bearer challenge: step up, refresh once, or ask a person to authorize again."""
+    _pool().forget(spec.endpoint)
+    if challenge.error == "insufficient_scope" and spec.token is not None:
+        return await _in_db_thread(_step_up, spec.server_id, challenge)
+    if spec.token is not None and not spec.refreshed:
+        try:
+            token = await _in_db_thread(
+                functools.partial(
+                    oauth_access_token, server_id=spec.server_id, limits=sync_limits(), refused_token=spec.token
+                )
+            )
+        except oauth.OAuthGrantRejected:
+            token = None
+        except (oauth.OAuthError, DestinationRefused) as exc:
+            return _Outcome(
+                ToolCallStatus.FAILED,
+                error_code=ToolCallError.OAUTH_FAILED,
+                error_message=f"Refreshing the OAuth access token failed: {exc}",
+            )
+        if token is not None:
+            headers = {k: v for k, v in spec.endpoint.headers if k.lower() != "authorization"}
+            headers["Authorization"] = f"Bearer {token}"
+            endpoint = Endpoint.of(spec.endpoint.url, headers, spec.endpoint.transport)
+            return await _call(replace(spec, endpoint=endpoint, token=token, refreshed=True))
+    return await _in_db_thread(_authorize_again, spec.server_id, challenge)
+
+
+def _step_up(server_id: uuid.UUID, challenge: AuthChallenge) -> _Outcome:
+    server = McpServer.objects.filter(pk=server_id).first()
+    if server is None:
+        return _Outcome(
+            ToolCallStatus.FAILED, error_code=ToolCallError.ACCESS_REVOKED, error_message="The MCP server was deleted."
+        )
+    try:
+        url = oauth_step_up(server=server, challenge=challenge, limits=sync_limits())
+    except (IntegrationError, DestinationRefused) as exc:
+        return _Outcome(
+            ToolCallStatus.FAILED,
+            error_code=ToolCallError.OAUTH_FAILED,
+            error_message=f"The tool needs more OAuth scope, but asking for it failed: {exc}",
+        )
+    return _Outcome(
+        ToolCallStatus.AUTH_REQUIRED,
+        auth_url=url,
+        error_message=(
+            "The tool needs more access than the server's OAuth authorization grants (insufficient_scope): open "
+            "the authorization URL to grant it, then call again."
+        ),
+    )
+
+
+def _authorize_again(server_id: uuid.UUID, challenge: AuthChallenge | None) -> _Outcome:
+    """The server refuses the credentials: a fresh authorization URL, recorded on the server as a sync would."""
+    message = AUTH_EXPIRED_MESSAGE if challenge is None else AUTH_REQUIRED_MESSAGE
+    mcp_server_authorize_again(server_id=server_id, message=message, challenge=challenge)
+    auth_url = McpServer.objects.filter(pk=server_id).values_list("auth_url", flat=True).first()
+    if not auth_url:
+        return _Outcome(
+            ToolCallStatus.FAILED,
+            error_code=ToolCallError.OAUTH_FAILED,
+            error_message="The server requires OAuth authorization, and no authorization URL could be made for it.",
+        )
+    return _Outcome(ToolCallStatus.AUTH_REQUIRED, auth_url=auth_url, error_message=message)
+
+
+def _failure(exc: McpClientError) -> _Outcome:
+    code = {
+        McpTimeout: ToolCallError.TIMEOUT,
+        McpUnreachable: ToolCallError.UNREACHABLE,
+        McpHeadersRejected: ToolCallError.HEADERS_REJECTED,
+        McpDestinationRefused: ToolCallError.DESTINATION_REFUSED,
+        McpLimitExceeded: ToolCallError.RESPONSE_TOO_LARGE,
+    }.get(type(exc), ToolCallError.PROTOCOL_ERROR)
+    return _Outcome(ToolCallStatus.FAILED, error_code=code, error_message=str(exc))
+
+
+def _record(call_id: uuid.UUID, outcome: _Outcome) -> None:
+    """The call's outcome, written once: only while the record still says RUNNING."""
+    fields: dict[str, Any] = {
+        "status": outcome.status,
+        "finished_at": timezone.now(),
+        "error_code": outcome.error_code,
+        "error_message": outcome.error_message,
+        "auth_url": outcome.auth_url,
+        "updated_at": timezone.now(),
+    }
+    if outcome.result is not None:
+        fields["result"] = json.dumps(outcome.result.as_json(), ensure_ascii=False, separators=(",", ":"))
+        fields["is_error"] = outcome.result.is_error
+    written = ToolCall.objects.filter(pk=call_id, status=ToolCallStatus.RUNNING).update(**fields)
+    level = logging.INFO if outcome.status == ToolCallStatus.COMPLETED else logging.WARNING
+    logger.log(
+        level, "tool call %s: %s", outcome.status, outcome.error_code or "ok", extra={"tool_call_id": str(call_id)}
+    )
+    if not written:
+        logger.warning(
+            "tool call outcome dropped: the record was no longer RUNNING", extra={"tool_call_id": str(call_id)}
+        )
+
+
+class _ProgressRecorder:
+    """Progress notifications of a running call, on its record (at most one write a second) for whoever polls it."""
+
+    def __init__(self, call_id: uuid.UUID) -> None:
+        self._call_id = call_id
+        self._last = 0.0
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        now = time.monotonic()
+        if now - self._last < _PROGRESS_EVERY_SECONDS:
+            return
+        self._last = now
+        document = {"progress": progress, "total": total, "message": (message or "")[:500] or None}
+        await _in_db_thread(
+            lambda: ToolCall.objects.filter(pk=self._call_id, status=ToolCallStatus.RUNNING).update(progress=document)
+        )
+
+
+# The process's open sessions (in the background loop) and the threads the loop hands database work to.
+_sessions: SessionPool | None = None
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_pid = 0
+_executor_lock = threading.Lock()
+
+
+def _pool() -> SessionPool:
+    global _sessions
+    if _sessions is None:  # only ever touched from the loop's thread
+        _sessions = SessionPool(idle_seconds=settings.MCP_CALL_SESSION_IDLE_SECONDS)
+    return _sessions
+
+
+def _db_executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _executor, _executor_pid
+    with _executor_lock:
+        if _executor is None or _executor_pid != os.getpid():
+            _executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="tool-call-db")
+            _executor_pid = os.getpid()
+        return _executor
+
+
+async def _in_db_thread(fn: Callable[..., _T], *args: Any) -> _T:
+    """Run blocking ORM (and OAuth) work off the loop, on a connection that is closed again if it went stale."""
+
+    def job() -> _T:
+        close_old_connections()
+        try:
+            return fn(*args)
+        finally:
+            close_old_connections()
+
+    return await asyncio.get_running_loop().run_in_executor(_db_executor(), job)
+
+
+# --- Upkeep -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpkeepCounts:
+    expired: int
+    interrupted: int
+    purged: int
+
+
+def tool_calls_upkeep() -> UpkeepCounts:
+    """Expire calls nobody approved in time, fail calls whose process stopped running them, and purge records older
+    than MCP_CALL_RETENTION_DAYS (the trail keeps what the organization may need, not more). Safe to run twice."""
+    now = timezone.now()
+    expired = ToolCall.objects.filter(status=ToolCallStatus.AWAITING_APPROVAL, expires_at__lte=now).update(
+        status=ToolCallStatus.EXPIRED,
+        finished_at=now,
+        error_message=_EXPIRED_MESSAGE,
+        updated_at=now,
+    )
+    stale = now - timedelta(seconds=settings.MCP_CALL_TIMEOUT_SECONDS) - _INTERRUPTED_MARGIN
+    interrupted = ToolCall.objects.filter(status=ToolCallStatus.RUNNING, started_at__lt=stale).update(
+        status=ToolCallStatus.FAILED,
+        finished_at=now,
+        error_code=ToolCallError.INTERRUPTED,
+        error_message="The process running the call stopped before it finished; it may or may not have run.",
+        updated_at=now,
+    )
+    purged, _ = ToolCall.objects.filter(created_at__lt=now - timedelta(days=settings.MCP_CALL_RETENTION_DAYS)).delete()
+    if expired or interrupted or purged:
+        logger.info("tool call upkeep: %d expired, %d interrupted, %d purged", expired, interrupted, purged)
+    return UpkeepCounts(expired=expired, interrupted=interrupted, purged=purged)
