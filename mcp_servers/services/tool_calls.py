@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import functools
 import json
 import logging
@@ -29,6 +28,7 @@ import os
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -141,17 +141,40 @@ def tool_call_request(*, caller: Caller, tool: McpTool, arguments: Any) -> ToolC
 def _validate_arguments(tool: McpTool, arguments: dict[str, Any]) -> None:
     """The tool's input schema, as its server declared it (JSON Schema 2020-12 unless it says otherwise). A schema
     that is itself invalid cannot judge anything: the server will."""
+    validator = _validator(tool)
+    if validator is None:
+        return
+    error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+    if error is not None:
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
+        raise ValidationError(f"arguments{where}", f"{error.message} (the tool's input schema)")
+
+
+_VALIDATORS: OrderedDict[str, Any] = OrderedDict()  # by definition hash, the most recently used last
+_VALIDATORS_LOCK = threading.Lock()
+_VALIDATORS_KEPT = 1024
+
+
+def _validator(tool: McpTool) -> Any:
+    """The tool's input-schema validator (checking a schema costs more than a call's other checks together), kept by
+    its definition's hash, which covers the input schema; None for a schema that is not valid JSON Schema."""
+    with _VALIDATORS_LOCK:
+        if tool.definition_hash in _VALIDATORS:
+            _VALIDATORS.move_to_end(tool.definition_hash)
+            return _VALIDATORS[tool.definition_hash]
     schema = tool.input_schema if isinstance(tool.input_schema, dict) else {"type": "object"}
     validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         validator_class.check_schema(schema)
+        validator: Any = validator_class(schema)
     except jsonschema.SchemaError:
         logger.info("tool call: the tool's input schema is not valid JSON Schema; the server validates alone")
-        return
-    error = jsonschema.exceptions.best_match(validator_class(schema).iter_errors(arguments))
-    if error is not None:
-        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
-        raise ValidationError(f"arguments{where}", f"{error.message} (the tool's input schema)")
+        validator = None
+    with _VALIDATORS_LOCK:
+        _VALIDATORS[tool.definition_hash] = validator
+        while len(_VALIDATORS) > _VALIDATORS_KEPT:
+            _VALIDATORS.popitem(last=False)
+    return validator
 
 
 def tool_call_decide(*, call: ToolCall, user: User, is_admin: bool, approve: bool) -> ToolCall:
@@ -271,22 +294,58 @@ class _Spec:
 
 
 def tool_call_run(*, call: ToolCall, wait: float) -> ToolCall:
-    """Run a RUNNING call and wait up to `wait` seconds for its outcome; returns the record as it then stands (still
+    """Run a RUNNING call and wait up to `wait` seconds for its outcome; returns the call as it then stands (still
     RUNNING when the call takes longer: it goes on in the background loop and records its outcome itself)."""
     log_context.bind(server_id=call.server_id, organization_id=call.organization_id)
     spec_or_outcome = _prepare(call)
     if isinstance(spec_or_outcome, _Outcome):
-        _record(call.pk, spec_or_outcome)
+        outcome: _Outcome | None = spec_or_outcome
     else:
-        future = background_loop.submit(_execute(spec_or_outcome, log_context.current()))
-        with contextlib.suppress(concurrent.futures.TimeoutError):  # it goes on; the record says RUNNING till done
-            future.result(timeout=max(0.0, wait))
-    call.refresh_from_db()
+        handoff = _Handoff()
+        background_loop.submit(_execute(spec_or_outcome, log_context.current(), handoff))
+        outcome = handoff.wait(max(0.0, wait))
+    if outcome is not None:
+        written = _record(call.pk, outcome)
+        if written is None:  # decided elsewhere meanwhile (the upkeep): the record says how
+            call.refresh_from_db()
+        for name, value in (written or {}).items():
+            setattr(call, name, value)
     return call
 
 
+class _Handoff:
+    """Who records a call's outcome: the request, while it still waits for it (no hop to another thread on the way
+    back), or else the call itself, once the request stopped waiting. Exactly one of them does."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._outcome: _Outcome | None = None
+        self._abandoned = False
+
+    def deliver(self, outcome: _Outcome) -> bool:
+        """The call is done: True when nobody waits any more (the call records the outcome itself)."""
+        with self._lock:
+            if self._abandoned:
+                return True
+            self._outcome = outcome
+            self._ready.set()
+            return False
+
+    def wait(self, timeout: float) -> _Outcome | None:
+        """The outcome to record, or None: the request stops waiting, and the call will record it."""
+        self._ready.wait(timeout)
+        with self._lock:
+            if self._outcome is None:
+                self._abandoned = True
+            return self._outcome
+
+
 def _prepare(call: ToolCall) -> _Spec | _Outcome:
-    server = McpServer.objects.select_related("oauth").filter(pk=call.server_id).first() if call.server_id else None
+    if ToolCall.server.is_cached(call) and call.server is not None and McpServer.oauth.is_cached(call.server):
+        server: McpServer | None = call.server  # as the request found it (selectors.tool_call_target)
+    else:
+        server = McpServer.objects.select_related("oauth").filter(pk=call.server_id).first() if call.server_id else None
     if server is None:
         return _Outcome(
             ToolCallStatus.FAILED, error_code=ToolCallError.ACCESS_REVOKED, error_message="The MCP server was deleted."
@@ -331,8 +390,8 @@ def _endpoint(server: McpServer, headers: dict[str, str], token: str | None) -> 
     return Endpoint.of(server.server_url, headers, server.transport_type)  # type: ignore[arg-type]
 
 
-async def _execute(spec: _Spec, context: dict[str, str]) -> None:
-    """The call, in the background loop: its outcome is recorded before this returns (whoever still waits)."""
+async def _execute(spec: _Spec, context: dict[str, str], handoff: _Handoff) -> None:
+    """The call, in the background loop; its outcome goes to the request waiting for it, or is recorded here."""
     with log_context.scope(**context):
         try:
             outcome = await _call(spec)
@@ -343,7 +402,8 @@ async def _execute(spec: _Spec, context: dict[str, str]) -> None:
                 error_code=ToolCallError.PROTOCOL_ERROR,
                 error_message="The call stopped on an internal error.",
             )
-        await _in_db_thread(_record, spec.call_id, outcome)
+        if handoff.deliver(outcome):
+            await _in_db_thread(_record, spec.call_id, outcome)
 
 
 async def _call(spec: _Spec) -> _Outcome:
@@ -436,8 +496,9 @@ def _failure(exc: McpClientError) -> _Outcome:
     return _Outcome(ToolCallStatus.FAILED, error_code=code, error_message=str(exc))
 
 
-def _record(call_id: uuid.UUID, outcome: _Outcome) -> None:
-    """The call's outcome, written once: only while the record still says RUNNING."""
+def _record(call_id: uuid.UUID, outcome: _Outcome) -> dict[str, Any] | None:
+    """The call's outcome, written once: only while the record still says RUNNING. Returns the fields written, or
+    None when the record no longer said RUNNING."""
     fields: dict[str, Any] = {
         "status": outcome.status,
         "finished_at": timezone.now(),
@@ -458,6 +519,8 @@ def _record(call_id: uuid.UUID, outcome: _Outcome) -> None:
         logger.warning(
             "tool call outcome dropped: the record was no longer RUNNING", extra={"tool_call_id": str(call_id)}
         )
+        return None
+    return fields
 
 
 class _ProgressRecorder:

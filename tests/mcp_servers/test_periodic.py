@@ -199,12 +199,14 @@ def test_the_beat_schedule_names_registered_tasks() -> None:
     assert {entry["task"] for entry in schedule.values()} == {
         "mcp_servers.resync_all",
         "mcp_servers.refresh_expiring_tokens",
+        "mcp_servers.tool_call_upkeep",
     }
     for entry in schedule.values():
         assert entry["task"] in celery_app.tasks
         assert entry["options"]["expires"] < entry["schedule"]
     assert schedule["mcp-resync-all"]["schedule"] == django_settings.MCP_PERIODIC_TICK_SECONDS
     assert schedule["mcp-refresh-expiring-tokens"]["schedule"] == django_settings.MCP_PERIODIC_TICK_SECONDS
+    assert schedule["mcp-tool-call-upkeep"]["schedule"] == django_settings.MCP_PERIODIC_TICK_SECONDS
     assert "mcp_servers.refresh_token" in celery_app.tasks
 
 

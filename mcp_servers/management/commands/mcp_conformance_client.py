@@ -3,8 +3,10 @@
 It runs the project's own code end to end: create a server (the sync discovers, registers and hands out
 an authorization URL), complete the redirect headlessly (GET the authorization URL through the guarded
 client, read `Location`), run the callback logic (the code exchange and the next sync run in process),
-and report the tools. The suite passes the server URL as the only argument, the scenario name in
-MCP_CONFORMANCE_SCENARIO, and pre-registered credentials in MCP_CONFORMANCE_CONTEXT.
+then call every tool the server lists through the service's tool calls (as an admin, approving what needs
+approval, with arguments made from each tool's input schema), authorizing again when a call asks for more
+scope (step-up), and report the tools and the calls. The suite passes the server URL as the only argument,
+the scenario name in MCP_CONFORMANCE_SCENARIO, and pre-registered credentials in MCP_CONFORMANCE_CONTEXT.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from integrations import oauth
 from integrations.mcp import McpAuthRequired, list_remote_tools
 from mcp_servers.limits import mcp_client_factory, oauth_client, outbound_policy, sync_limits
-from mcp_servers.models import McpServer, McpTool, SyncStatus
+from mcp_servers.models import AccessMode, McpServer, McpTool, SyncStatus, ToolCallStatus
 from mcp_servers.services import callback_url, mcp_server_create, oauth_callback_accept
-from organizations.services import organization_create
+from mcp_servers.services.tool_calls import Caller, tool_call_decide, tool_call_request, tool_call_run
+from organizations.models import Membership
+from organizations.services import membership_set, organization_create
 
 
 class Command(BaseCommand):
@@ -69,7 +74,40 @@ class Command(BaseCommand):
                 self._finish(server, authorizations, result.message)
             server.refresh_from_db()
             self._step(f"sync: {server.setup_state} / {server.last_sync_status}")
-        self._finish(server, authorizations, None)
+        if server.last_sync_status != SyncStatus.SUCCESS:
+            self._finish(server, authorizations, None)
+        calls, authorizations = self._call_tools(server, authorizations, options["max_authorizations"])
+        self._finish(server, authorizations, None, calls)
+
+    def _call_tools(
+        self, server: McpServer, authorizations: int, max_authorizations: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        user = get_user_model().objects.create(username="conformance@example.com", email="conformance@example.com")
+        membership_set(user=user, organization=server.organization, role=Membership.Role.ADMIN)
+        caller = Caller(organization=server.organization, user=user, api_key=None, is_admin=True)
+        calls: list[dict[str, Any]] = []
+        for tool in McpTool.objects.filter(server=server, found_in_server=True).exclude(access_mode=AccessMode.BLOCKED):
+            tool.server = server
+            while True:
+                call = tool_call_request(caller=caller, tool=tool, arguments=example_arguments(tool.input_schema))
+                if call.status == ToolCallStatus.AWAITING_APPROVAL:
+                    call = tool_call_decide(call=call, user=user, is_admin=True, approve=True)
+                call = tool_call_run(call=call, wait=settings.MCP_CALL_TIMEOUT_SECONDS)
+                self._step(f"call {tool.name}: {call.status} {call.error_message or ''}".rstrip())
+                if call.status != ToolCallStatus.AUTH_REQUIRED or not call.auth_url:
+                    break
+                if authorizations >= max_authorizations:
+                    break
+                authorizations += 1
+                query = self._approve(call.auth_url)
+                result = oauth_callback_accept(
+                    state=query.get("state"), code=query.get("code"), error=query.get("error"), iss=query.get("iss")
+                )
+                self._step(f"callback: {result.message}")
+                if not result.accepted:
+                    break
+            calls.append({"tool": tool.name, "status": call.status, "isError": call.is_error})
+        return calls, authorizations
 
     def _preregister(self, server_url: str, context: dict[str, Any]) -> None:
         """MCP_OAUTH_CLIENTS is keyed by issuer, which only discovery tells: learn it, then configure the client."""
@@ -113,14 +151,47 @@ class Command(BaseCommand):
     def _step(self, line: str) -> None:
         self.stdout.write(line)
 
-    def _finish(self, server: McpServer, authorizations: int, error: str | None) -> None:
+    def _finish(
+        self, server: McpServer, authorizations: int, error: str | None, calls: list[dict[str, Any]] | None = None
+    ) -> None:
         tools = list(McpTool.objects.filter(server=server, found_in_server=True).values_list("name", flat=True))
         ok = error is None and server.last_sync_status == SyncStatus.SUCCESS and bool(tools)
         reason = error or ("" if ok else server.sync_error_message or "the sync did not succeed")
-        summary = {"status": "ok" if ok else "failed", "tools": tools, "authorizations": authorizations}
+        failed_calls = [call["tool"] for call in calls or [] if call["status"] != ToolCallStatus.COMPLETED]
+        if ok and failed_calls:
+            ok, reason = False, f"tool calls did not complete: {', '.join(failed_calls)}"
+        summary = {
+            "status": "ok" if ok else "failed",
+            "tools": tools,
+            "calls": calls or [],
+            "authorizations": authorizations,
+        }
         if not ok:
             summary["error"] = reason
         self.stdout.write(json.dumps(summary))
         if not ok:
             raise CommandError(reason)
         raise SystemExit(0)
+
+
+def example_arguments(schema: Any) -> dict[str, Any]:
+    """Arguments that fit a tool's input schema as simply as possible: each required property's default, first enum
+    value, or a plain value of its type (what a conformance scenario's tools need)."""
+    if not isinstance(schema, dict):
+        return {}
+    declared = schema.get("properties")
+    properties: dict[str, Any] = declared if isinstance(declared, dict) else {}
+    plain: dict[str, Any] = {"string": "test", "number": 1, "integer": 1, "boolean": True, "array": [], "object": {}}
+    arguments: dict[str, Any] = {}
+    for name in schema.get("required") or []:
+        found = properties.get(name)
+        spec: dict[str, Any] = found if isinstance(found, dict) else {}
+        if "default" in spec:
+            arguments[name] = spec["default"]
+        elif spec.get("enum"):
+            arguments[name] = spec["enum"][0]
+        else:
+            kind = spec.get("type")
+            kind = next((k for k in kind if k != "null"), "string") if isinstance(kind, list) else kind
+            arguments[name] = example_arguments(spec) if kind == "object" else plain.get(kind or "string", "test")
+    return arguments
