@@ -57,13 +57,13 @@ format: install-dev
 	$(VENV)/bin/ruff check --fix .
 
 # The whole suite on the embedded defaults. pytest's exit code 5 ("no tests collected") is a failure.
-test: install-dev lint
+test: install-dev var/static/staticfiles.json lint
 	@set +e; $(PY) -m pytest -m "not integration"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # The service-backed suite: the whole suite again on PostgreSQL (tasks in process), then the tests that
 # need Redis as the broker and a real Celery worker, which their fixtures start.
-test-services: install-dev
+test-services: install-dev var/static/staticfiles.json
 	@set +e; DATABASE_URL="$(SERVICES_DATABASE_URL)" $(PY) -m pytest -m "not integration"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-services: pytest collected no tests" >&2; exit 1; fi; \
 	if [ $$rc -ne 0 ]; then exit $$rc; fi; \

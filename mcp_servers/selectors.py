@@ -158,7 +158,8 @@ def tool_call_target(
     A BLOCKED tool and one the server no longer lists are returned (the caller says why they cannot run); an
     unknown tool, and one on a server the caller may not use, are a NotFound alike.
     """
-    servers = servers_usable_by(organization=organization, user_id=user_id, is_admin=is_admin)
+    # With the server's OAuth row (or its absence), which the call reads next.
+    servers = servers_usable_by(organization=organization, user_id=user_id, is_admin=is_admin).select_related("oauth")
     if exported_name is not None:
         label, separator, _ = exported_name.partition(tool_catalog.SEPARATOR)
         server = servers.filter(server_label=label).first() if separator else None
@@ -174,9 +175,13 @@ def tool_call_target(
         missing = f"The MCP server has no tool named '{tool_name}', or you may not use it."
     if server is None or tool_id is None:
         raise NotFound(missing)
-    tool = McpTool.objects.get(pk=tool_id)
+    # What governing and running the call reads (the input schema only when its validator is not cached).
+    tool = McpTool.objects.only(*_CALL_TARGET_FIELDS).get(pk=tool_id)
     tool.server = server
     return tool
+
+
+_CALL_TARGET_FIELDS = ("id", "server_id", "name", "access_mode", "found_in_server", "definition_hash", "input_schema")
 
 
 def _tool_id_by_exported_name(server: McpServer, exported_name: str) -> uuid.UUID | None:
