@@ -226,6 +226,7 @@ class ToolCallStatus(models.TextChoices):
     DENIED = "DENIED"
     EXPIRED = "EXPIRED"  # not approved in time
     REFUSED = "REFUSED"  # blocked, or refused at approval (the tool changed, or may no longer be used)
+    CANCELLED = "CANCELLED"  # the caller cancelled it while it ran (an MCP client's cancellation or disconnect)
 
 
 class ToolCallError(models.TextChoices):
@@ -242,6 +243,14 @@ class ToolCallError(models.TextChoices):
     PROTOCOL_ERROR = "PROTOCOL_ERROR"  # anything else the server did wrong (a JSON-RPC error, a malformed answer)
     OAUTH_FAILED = "OAUTH_FAILED"  # the authorization server could not refresh or start an authorization
     INTERRUPTED = "INTERRUPTED"  # the process running it stopped before it finished
+    CANCELLED = "CANCELLED"  # its caller cancelled it while it ran
+
+
+class ToolCallChannel(models.TextChoices):
+    """How the call came in: the REST API, or the organization's MCP endpoint."""
+
+    API = "API"
+    MCP = "MCP"
 
 
 class ToolCall(models.Model):
@@ -264,8 +273,12 @@ class ToolCall(models.Model):
     api_key = models.ForeignKey(
         "organizations.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="tool_calls"
     )
+    channel = models.CharField(max_length=8, choices=ToolCallChannel.choices, default=ToolCallChannel.API)
     status = models.CharField(max_length=20, choices=ToolCallStatus.choices)
     arguments = EncryptedTextField()  # JSON
+    # A keyed digest of the arguments (never the arguments themselves): an MCP client that asks again for a call
+    # awaiting approval finds it, without the arguments being readable or searchable in the clear.
+    arguments_digest = models.CharField(max_length=64, default="")
     # The tool's definition when the call was requested: an approval after it changed is refused.
     definition_hash = models.CharField(max_length=64)
     expires_at = models.DateTimeField(null=True, blank=True)  # until when it may be approved
@@ -281,6 +294,8 @@ class ToolCall(models.Model):
     error_code = models.CharField(max_length=32, null=True, blank=True)  # ToolCallError: why, for machines
     error_message = models.TextField(null=True, blank=True)  # why it failed or was refused, for people; never a secret
     auth_url = models.TextField(null=True, blank=True)  # AUTH_REQUIRED: where a person authorizes
+    # When an MCP client that asked again got the outcome of this (approved) call: it is handed out once.
+    delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -292,6 +307,7 @@ class ToolCall(models.Model):
             models.Index(fields=["organization", "status", "-id"], name="tool_call_org_status"),
             models.Index(fields=["status", "expires_at"], name="tool_call_status_expiry"),
             models.Index(fields=["created_at"], name="tool_call_created"),
+            models.Index(fields=["requested_by", "tool", "arguments_digest"], name="tool_call_same_request"),
         ]
 
     def __str__(self) -> str:
@@ -302,3 +318,30 @@ class ToolCall(models.Model):
         if self.started_at is None or self.finished_at is None:
             return None
         return round((self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+class McpSession(models.Model):
+    """A session of an MCP client with the organization's MCP endpoint (the handshake era's `Mcp-Session-Id`).
+
+    Kept in the database, not in a process: any web process serves any request of a session. It holds what the
+    handshake settled (protocol version, the client's capabilities and identity) and the log level the client set.
+    Only the API key that opened it may use it; it ends on DELETE, when the key or its membership goes, or after
+    MCP_ENDPOINT_SESSION_IDLE_SECONDS without a request.
+    """
+
+    id = models.CharField(primary_key=True, max_length=64, editable=False)  # random, unguessable
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="mcp_sessions")
+    api_key = models.ForeignKey("organizations.ApiKey", on_delete=models.CASCADE, related_name="mcp_sessions")
+    # The per-server endpoint's server; null for the organization's endpoint (every usable server's tools).
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, null=True, blank=True, related_name="sessions")
+    protocol_version = models.CharField(max_length=32)
+    client_params = models.JSONField(default=dict)  # the initialize request's params: capabilities, clientInfo
+    log_level = models.CharField(max_length=16, null=True, blank=True)  # logging/setLevel; None: the default
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["last_seen_at"], name="mcp_session_last_seen")]
+
+    def __str__(self) -> str:
+        return f"MCP session {self.id[:8]}…"

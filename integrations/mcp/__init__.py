@@ -3,8 +3,8 @@
 Only this package imports the MCP SDK's client. Its modules, from the inside out: ``types`` (what goes in and comes
 out), ``errors``, ``streams`` (bounded bodies), ``statuses`` (what an HTTP answer and its Bearer challenge mean),
 ``probe`` (what the endpoint speaks), ``translate`` (any failure as one ``McpClientError``), ``connection`` (the HTTP
-client and transports of an exchange), ``listing`` (a sync's tool listing) and ``session`` (tool calls over sessions
-kept open between calls).
+client and transports of an exchange), ``listing`` (a sync's tool listing) and ``session`` (tool calls, and a proxied
+client's requests, over sessions kept open between them).
 """
 
 from integrations.mcp.errors import (
@@ -14,17 +14,20 @@ from integrations.mcp.errors import (
     McpHeadersRejected,
     McpLimitExceeded,
     McpProtocolError,
+    McpRemoteError,
     McpTimeout,
     McpUnreachable,
 )
 from integrations.mcp.listing import alist_remote_tools, list_remote_tools
-from integrations.mcp.session import Endpoint, SessionPool
+from integrations.mcp.session import PROXIED_METHODS, Endpoint, ServerDescription, SessionPool
 from integrations.mcp.statuses import parse_bearer_challenge
 from integrations.mcp.types import (
     AuthChallenge,
     Bounds,
     HttpClientFactory,
     ProgressCallback,
+    Relay,
+    RelayRefused,
     RemoteTool,
     SyncLimits,
     ToolListing,
@@ -33,6 +36,7 @@ from integrations.mcp.types import (
 )
 
 __all__ = [
+    "PROXIED_METHODS",
     "AuthChallenge",
     "Bounds",
     "Endpoint",
@@ -43,10 +47,14 @@ __all__ = [
     "McpHeadersRejected",
     "McpLimitExceeded",
     "McpProtocolError",
+    "McpRemoteError",
     "McpTimeout",
     "McpUnreachable",
     "ProgressCallback",
+    "Relay",
+    "RelayRefused",
     "RemoteTool",
+    "ServerDescription",
     "SessionPool",
     "SyncLimits",
     "ToolListing",

@@ -46,3 +46,14 @@ class McpProtocolError(McpClientError):
 
 class McpDestinationRefused(McpClientError):
     """The outbound policy refused a destination (a resolved address, a redirect, a discovered URL)."""
+
+
+class McpRemoteError(McpProtocolError):
+    """The server answered a request with a JSON-RPC error. ``str()`` stays generic (the server's text is arbitrary);
+    ``code``, ``remote_message`` and ``data`` are what it said, for a proxied client to hear as the server said it."""
+
+    def __init__(self, message: str, *, code: int, remote_message: str, data: object = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.remote_message = remote_message
+        self.data = data

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx2
 from mcp.shared.dispatcher import ProgressFnT
@@ -89,3 +89,26 @@ class ToolResult:
 
 ProgressCallback = ProgressFnT
 """Awaited with (progress, total, message) for each progress notification of a running call."""
+
+
+class Relay(Protocol):
+    """Where a server's own messages go while it serves a request: the client that made the request, if it can
+    answer (a proxied MCP client), else nobody. Messages are the JSON-RPC method and params, in their JSON form.
+
+    ``request`` answers the server's requests (``sampling/createMessage``, ``elicitation/create``, ``roots/list``)
+    with the result's JSON form, or raises `RelayRefused`; ``notify`` passes notifications on
+    (``notifications/message``).
+    """
+
+    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def notify(self, method: str, params: dict[str, Any]) -> None: ...
+
+
+class RelayRefused(Exception):
+    """The relay cannot answer a server's request: it goes back to the server as a JSON-RPC error."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message

@@ -20,66 +20,53 @@ and are never logged; the arguments and results are stored encrypted.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import functools
 import json
 import logging
-import os
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import jsonschema
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import close_old_connections, transaction
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from core import logging as log_context
 from core.errors import Conflict, NotFound, ValidationError
-from integrations import oauth
-from integrations.errors import IntegrationError
 from integrations.loop import background_loop
 from integrations.mcp import (
-    AuthChallenge,
-    Bounds,
-    Endpoint,
-    HttpClientFactory,
-    McpAuthRequired,
     McpClientError,
     McpDestinationRefused,
     McpHeadersRejected,
     McpLimitExceeded,
     McpTimeout,
     McpUnreachable,
-    SessionPool,
+    ProgressCallback,
+    Relay,
     ToolResult,
 )
-from integrations.outbound import DestinationRefused, InvalidUrl, check_url
-from mcp_servers.limits import call_bounds, mcp_client_factory, outbound_policy, sync_limits
 from mcp_servers.models import (
     AccessMode,
     McpServer,
-    McpServerHeader,
     McpTool,
     ToolCall,
+    ToolCallChannel,
     ToolCallError,
     ToolCallStatus,
 )
 from mcp_servers.selectors import servers_usable_by
-from mcp_servers.services.oauth_authorization import oauth_step_up
-from mcp_servers.services.oauth_tokens import oauth_access_token
-from mcp_servers.services.sync import AUTH_EXPIRED_MESSAGE, AUTH_REQUIRED_MESSAGE, mcp_server_authorize_again
+from mcp_servers.services.upstream import Unreached, Upstream, in_db_thread, pool, upstream_of, with_credentials
 from organizations.models import ApiKey, Membership, Organization
 
 logger = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
 # A RUNNING call older than its bound by this much lost the process that ran it.
 _INTERRUPTED_MARGIN = timedelta(minutes=5)
 _PROGRESS_EVERY_SECONDS = 1.0
@@ -88,12 +75,14 @@ _EXPIRED_MESSAGE = "Nobody approved the call in time."
 
 @dataclass(frozen=True)
 class Caller:
-    """Who asks: the member, the key they used (None in the admin), and whether they administer the organization."""
+    """Who asks: the member, the key they used (None in the admin), whether they administer the organization, and
+    through which channel (the REST API or the MCP endpoint)."""
 
     organization: Organization
     user: User
     api_key: ApiKey | None
     is_admin: bool
+    channel: ToolCallChannel = ToolCallChannel.API
 
 
 # --- Governing a call ---------------------------------------------------------------------------------------------
@@ -120,7 +109,9 @@ def tool_call_request(*, caller: Caller, tool: McpTool, arguments: Any) -> ToolC
         "requested_by": caller.user,
         "api_key": caller.api_key,
         "arguments": json.dumps(arguments, ensure_ascii=False, separators=(",", ":")),
+        "arguments_digest": arguments_digest(arguments),
         "definition_hash": tool.definition_hash,
+        "channel": caller.channel,
     }
     if tool.access_mode == AccessMode.BLOCKED:
         call = ToolCall.objects.create(
@@ -136,6 +127,40 @@ def tool_call_request(*, caller: Caller, tool: McpTool, arguments: Any) -> ToolC
         expires = now + timedelta(seconds=settings.MCP_CALL_APPROVAL_SECONDS)
         return ToolCall.objects.create(**fields, status=ToolCallStatus.AWAITING_APPROVAL, expires_at=expires)
     return ToolCall.objects.create(**fields, status=ToolCallStatus.RUNNING, started_at=now)
+
+
+def arguments_digest(arguments: dict[str, Any]) -> str:
+    """A keyed digest of a call's arguments (in canonical JSON): equal arguments, equal digest; unreadable without
+    the service's secret key, so the arguments stay as private as their encrypted copy."""
+    canonical = json.dumps(arguments, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return salted_hmac("mcp_servers.tool_call.arguments", canonical, algorithm="sha256").hexdigest()
+
+
+def tool_call_repeat(*, caller: Caller, tool: McpTool, arguments: dict[str, Any]) -> ToolCall | None:
+    """The call an MCP client makes again, if it made it before and it still has something to say: awaiting approval
+    (not expired), or decided since and its outcome not yet handed to the client. The newest such call, or None.
+
+    An MCP client without elicitation cannot wait for an approval; it is told how to approve the call and calls
+    again, with the same arguments, once it was approved (or denied).
+    """
+    window = timezone.now() - timedelta(seconds=settings.MCP_CALL_APPROVAL_SECONDS + settings.MCP_CALL_TIMEOUT_SECONDS)
+    candidates = ToolCall.objects.filter(
+        organization=caller.organization,
+        requested_by=caller.user,
+        tool=tool,
+        arguments_digest=arguments_digest(arguments),
+        channel=ToolCallChannel.MCP,
+        created_at__gte=window,
+        delivered_at__isnull=True,
+    ).filter(Q(status=ToolCallStatus.AWAITING_APPROVAL, expires_at__gt=timezone.now()) | Q(decided_at__isnull=False))
+    return candidates.select_related("server").order_by("-id").first()
+
+
+def tool_call_delivered(*, call: ToolCall) -> None:
+    """The outcome of an approved call reached the MCP client that asked again: it is not handed out twice."""
+    now = timezone.now()
+    ToolCall.objects.filter(pk=call.pk, delivered_at__isnull=True).update(delivered_at=now, updated_at=now)
+    call.delivered_at = now
 
 
 def _validate_arguments(tool: McpTool, arguments: dict[str, Any]) -> None:
@@ -286,11 +311,9 @@ class _Spec:
     server_id: uuid.UUID
     tool_name: str
     arguments: dict[str, Any]
-    endpoint: Endpoint
-    factory: HttpClientFactory
-    bounds: Bounds
-    token: str | None
-    refreshed: bool = False
+    upstream: Upstream
+    relay: Relay | None = None  # the MCP client the call came from, for what the server asks it meanwhile
+    progress: ProgressCallback | None = None  # the MCP client's progress, beside the record's
 
 
 def tool_call_run(*, call: ToolCall, wait: float) -> ToolCall:
@@ -310,6 +333,35 @@ def tool_call_run(*, call: ToolCall, wait: float) -> ToolCall:
             call.refresh_from_db()
         for name, value in (written or {}).items():
             setattr(call, name, value)
+    return call
+
+
+async def tool_call_execute(
+    *, call: ToolCall, relay: Relay | None = None, progress: ProgressCallback | None = None
+) -> ToolCall:
+    """`tool_call_run` for a caller that is itself in the background loop (the MCP endpoint): run a RUNNING call to
+    its end, with what the server asks meanwhile going to `relay` and its progress to `progress` too, and return it
+    as recorded. Cancelling the caller cancels the call at the server and records it CANCELLED."""
+    log_context.bind(server_id=call.server_id, organization_id=call.organization_id)
+    spec_or_outcome = await in_db_thread(_prepare, call)
+    if isinstance(spec_or_outcome, _Outcome):
+        outcome = spec_or_outcome
+    else:
+        try:
+            outcome = await _call(replace(spec_or_outcome, relay=relay, progress=progress))
+        except asyncio.CancelledError:
+            cancelled = _Outcome(
+                ToolCallStatus.CANCELLED,
+                error_code=ToolCallError.CANCELLED,
+                error_message="The caller cancelled the call while it ran; it may or may not have run at the server.",
+            )
+            await asyncio.shield(in_db_thread(_record, call.pk, cancelled))
+            raise
+    written = await in_db_thread(_record, call.pk, outcome)
+    if written is None:
+        await in_db_thread(call.refresh_from_db)
+    for name, value in (written or {}).items():
+        setattr(call, name, value)
     return call
 
 
@@ -346,48 +398,23 @@ def _prepare(call: ToolCall) -> _Spec | _Outcome:
         server: McpServer | None = call.server  # as the request found it (selectors.tool_call_target)
     else:
         server = McpServer.objects.select_related("oauth").filter(pk=call.server_id).first() if call.server_id else None
-    if server is None:
-        return _Outcome(
-            ToolCallStatus.FAILED, error_code=ToolCallError.ACCESS_REVOKED, error_message="The MCP server was deleted."
-        )
     try:
-        check_url(server.server_url, rules=outbound_policy().rules)
-    except (DestinationRefused, InvalidUrl) as exc:
-        return _Outcome(
-            ToolCallStatus.FAILED,
-            error_code=ToolCallError.DESTINATION_REFUSED,
-            error_message=f"The server URL was refused: {exc}.",
-        )
-    headers = dict(McpServerHeader.objects.filter(server_id=server.pk).values_list("key", "value"))
-    token: str | None = None
-    if hasattr(server, "oauth"):
-        try:
-            token = oauth_access_token(server_id=server.pk, limits=sync_limits())
-        except oauth.OAuthGrantRejected:
-            return _authorize_again(server.pk, None)
-        except (oauth.OAuthError, DestinationRefused) as exc:
-            return _Outcome(
-                ToolCallStatus.FAILED,
-                error_code=ToolCallError.OAUTH_FAILED,
-                error_message=f"Refreshing the OAuth access token failed: {exc}",
-            )
+        upstream = upstream_of(server)
+    except Unreached as unreached:
+        return _unreached(unreached)
     return _Spec(
         call_id=call.pk,
-        server_id=server.pk,
+        server_id=upstream.server_id,
         tool_name=call.tool_name,
         arguments=json.loads(call.arguments),
-        endpoint=_endpoint(server, headers, token),
-        factory=mcp_client_factory(),
-        bounds=call_bounds(),
-        token=token,
+        upstream=upstream,
     )
 
 
-def _endpoint(server: McpServer, headers: dict[str, str], token: str | None) -> Endpoint:
-    if token is not None:
-        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-        headers["Authorization"] = f"Bearer {token}"
-    return Endpoint.of(server.server_url, headers, server.transport_type)  # type: ignore[arg-type]
+def _unreached(unreached: Unreached) -> _Outcome:
+    return _Outcome(
+        unreached.status, error_code=unreached.code, error_message=unreached.message, auth_url=unreached.auth_url
+    )
 
 
 async def _execute(spec: _Spec, context: dict[str, str], handoff: _Handoff) -> None:
@@ -403,86 +430,30 @@ async def _execute(spec: _Spec, context: dict[str, str], handoff: _Handoff) -> N
                 error_message="The call stopped on an internal error.",
             )
         if handoff.deliver(outcome):
-            await _in_db_thread(_record, spec.call_id, outcome)
+            await in_db_thread(_record, spec.call_id, outcome)
 
 
 async def _call(spec: _Spec) -> _Outcome:
-    progress = _ProgressRecorder(spec.call_id)
-    try:
-        result = await _pool().call_tool(
-            spec.endpoint, spec.tool_name, spec.arguments, factory=spec.factory, bounds=spec.bounds, progress=progress
+    progress = _ProgressRecorder(spec.call_id, also=spec.progress)
+
+    async def attempt(upstream: Upstream) -> ToolResult:
+        return await pool().call_tool(
+            upstream.endpoint,
+            spec.tool_name,
+            spec.arguments,
+            factory=upstream.factory,
+            bounds=upstream.bounds,
+            progress=progress,
+            relay=spec.relay,
         )
-    except McpAuthRequired as exc:
-        return await _after_challenge(spec, exc.challenge)
+
+    try:
+        result = await with_credentials(spec.upstream, attempt)
+    except Unreached as unreached:
+        return _unreached(unreached)
     except McpClientError as exc:
         return _failure(exc)
     return _Outcome(ToolCallStatus.COMPLETED, result=result)
-
-
-async def _after_challenge(spec: _Spec, challenge: AuthChallenge) -> _Outcome:
-    """401/403 with a Bearer challenge: step up, refresh once, or ask a person to authorize again."""
-    _pool().forget(spec.endpoint)
-    if challenge.error == "insufficient_scope" and spec.token is not None:
-        return await _in_db_thread(_step_up, spec.server_id, challenge)
-    if spec.token is not None and not spec.refreshed:
-        try:
-            token = await _in_db_thread(
-                functools.partial(
-                    oauth_access_token, server_id=spec.server_id, limits=sync_limits(), refused_token=spec.token
-                )
-            )
-        except oauth.OAuthGrantRejected:
-            token = None
-        except (oauth.OAuthError, DestinationRefused) as exc:
-            return _Outcome(
-                ToolCallStatus.FAILED,
-                error_code=ToolCallError.OAUTH_FAILED,
-                error_message=f"Refreshing the OAuth access token failed: {exc}",
-            )
-        if token is not None:
-            headers = {k: v for k, v in spec.endpoint.headers if k.lower() != "authorization"}
-            headers["Authorization"] = f"Bearer {token}"
-            endpoint = Endpoint.of(spec.endpoint.url, headers, spec.endpoint.transport)
-            return await _call(replace(spec, endpoint=endpoint, token=token, refreshed=True))
-    return await _in_db_thread(_authorize_again, spec.server_id, challenge)
-
-
-def _step_up(server_id: uuid.UUID, challenge: AuthChallenge) -> _Outcome:
-    server = McpServer.objects.filter(pk=server_id).first()
-    if server is None:
-        return _Outcome(
-            ToolCallStatus.FAILED, error_code=ToolCallError.ACCESS_REVOKED, error_message="The MCP server was deleted."
-        )
-    try:
-        url = oauth_step_up(server=server, challenge=challenge, limits=sync_limits())
-    except (IntegrationError, DestinationRefused) as exc:
-        return _Outcome(
-            ToolCallStatus.FAILED,
-            error_code=ToolCallError.OAUTH_FAILED,
-            error_message=f"The tool needs more OAuth scope, but asking for it failed: {exc}",
-        )
-    return _Outcome(
-        ToolCallStatus.AUTH_REQUIRED,
-        auth_url=url,
-        error_message=(
-            "The tool needs more access than the server's OAuth authorization grants (insufficient_scope): open "
-            "the authorization URL to grant it, then call again."
-        ),
-    )
-
-
-def _authorize_again(server_id: uuid.UUID, challenge: AuthChallenge | None) -> _Outcome:
-    """The server refuses the credentials: a fresh authorization URL, recorded on the server as a sync would."""
-    message = AUTH_EXPIRED_MESSAGE if challenge is None else AUTH_REQUIRED_MESSAGE
-    mcp_server_authorize_again(server_id=server_id, message=message, challenge=challenge)
-    auth_url = McpServer.objects.filter(pk=server_id).values_list("auth_url", flat=True).first()
-    if not auth_url:
-        return _Outcome(
-            ToolCallStatus.FAILED,
-            error_code=ToolCallError.OAUTH_FAILED,
-            error_message="The server requires OAuth authorization, and no authorization URL could be made for it.",
-        )
-    return _Outcome(ToolCallStatus.AUTH_REQUIRED, auth_url=auth_url, error_message=message)
 
 
 def _failure(exc: McpClientError) -> _Outcome:
@@ -526,55 +497,22 @@ def _record(call_id: uuid.UUID, outcome: _Outcome) -> dict[str, Any] | None:
 class _ProgressRecorder:
     """Progress notifications of a running call, on its record (at most one write a second) for whoever polls it."""
 
-    def __init__(self, call_id: uuid.UUID) -> None:
+    def __init__(self, call_id: uuid.UUID, also: ProgressCallback | None = None) -> None:
         self._call_id = call_id
+        self._also = also
         self._last = 0.0
 
     async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        if self._also is not None:
+            await self._also(progress, total, message)
         now = time.monotonic()
         if now - self._last < _PROGRESS_EVERY_SECONDS:
             return
         self._last = now
         document = {"progress": progress, "total": total, "message": (message or "")[:500] or None}
-        await _in_db_thread(
+        await in_db_thread(
             lambda: ToolCall.objects.filter(pk=self._call_id, status=ToolCallStatus.RUNNING).update(progress=document)
         )
-
-
-# The process's open sessions (in the background loop) and the threads the loop hands database work to.
-_sessions: SessionPool | None = None
-_executor: concurrent.futures.ThreadPoolExecutor | None = None
-_executor_pid = 0
-_executor_lock = threading.Lock()
-
-
-def _pool() -> SessionPool:
-    global _sessions
-    if _sessions is None:  # only ever touched from the loop's thread
-        _sessions = SessionPool(idle_seconds=settings.MCP_CALL_SESSION_IDLE_SECONDS)
-    return _sessions
-
-
-def _db_executor() -> concurrent.futures.ThreadPoolExecutor:
-    global _executor, _executor_pid
-    with _executor_lock:
-        if _executor is None or _executor_pid != os.getpid():
-            _executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="tool-call-db")
-            _executor_pid = os.getpid()
-        return _executor
-
-
-async def _in_db_thread(fn: Callable[..., _T], *args: Any) -> _T:
-    """Run blocking ORM (and OAuth) work off the loop, on a connection that is closed again if it went stale."""
-
-    def job() -> _T:
-        close_old_connections()
-        try:
-            return fn(*args)
-        finally:
-            close_old_connections()
-
-    return await asyncio.get_running_loop().run_in_executor(_db_executor(), job)
 
 
 # --- Upkeep -------------------------------------------------------------------------------------------------------
