@@ -20,9 +20,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
+from mcp.server.streamable_http import EventMessage
+from mcp_types import JSONRPCMessage, JSONRPCResponse
 
+from tests.servers import conformance_server
 from tests.servers.fixtures import START_TIMEOUT_SECONDS, _wait_for_listening_line
 
 pytestmark = pytest.mark.conformance
@@ -195,3 +199,33 @@ def test_require_bearer_refuses_requests_without_the_token(bearer_server: Bearer
         )
     assert accepted.status_code == 200
     assert '"protocolVersion":"2025-11-25"' in accepted.text
+
+
+def test_event_store_replays_a_stream_of_the_same_session_only() -> None:
+    # The SDK names a stream by its request's JSON-RPC id, so request 1 of two sessions is "stream 1" in both.
+    store = conformance_server.SessionScopedEventStore()
+    first, second = conformance_server.Session("first"), conformance_server.Session("second")
+
+    def message(request_id: int, text: str) -> JSONRPCMessage:
+        return JSONRPCResponse(jsonrpc="2.0", id=request_id, result={"text": text})
+
+    async def scenario() -> list[tuple[str | None, str]]:
+        async def store_as(session: conformance_server.Session, stream: str, item: JSONRPCMessage | None) -> str:
+            conformance_server.CURRENT_SESSION.set(session)
+            return await store.store_event(stream, item)
+
+        priming = await store_as(first, "1", None)
+        await store_as(second, "1", None)
+        await store_as(second, "1", message(1, "second's"))
+        await store_as(first, "2", message(2, "first's other stream"))
+        await store_as(first, "1", message(1, "first's"))
+        replayed: list[tuple[str | None, str]] = []
+
+        async def collect(event: EventMessage) -> None:
+            replayed.append((event.event_id, event.message.model_dump()["result"]["text"]))
+
+        assert await store.replay_events_after(priming, collect) == "1"
+        assert await store.replay_events_after("unknown", collect) is None
+        return replayed
+
+    assert anyio.run(scenario) == [("5", "first's")]
