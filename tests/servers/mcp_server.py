@@ -486,15 +486,23 @@ async def serve(options: ServerOptions) -> None:
     else:
         inner = server.streamable_http_app(host=options.host)
     app = ControlApp(inner, server, options, state)
+    sock = listening_socket(options.host, options.port)
+    app.port = sock.getsockname()[1]
+    await serve_on(app, sock, options.mcp_path, exit_with_parent=options.exit_with_parent)
 
-    # Binding the socket ourselves is what makes --port 0 usable: the chosen port is known before serving.
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket; binding it ourselves is what makes port 0 usable: the chosen port is known before serving."""
     # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY on accepted connections only when the listening socket
     # says it is TCP, and without it Nagle holds a response body behind its headers for a delayed ACK (~40 ms).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((options.host, options.port))
-    port = sock.getsockname()[1]
-    app.port = port
+    sock.bind((host, port))
+    return sock
+
+
+async def serve_on(app: ASGIApp, sock: socket.socket, path: str, *, exit_with_parent: bool) -> None:
+    """Serve ``app`` with uvicorn on ``sock``; once it accepts connections, print ``LISTENING <url of path>``."""
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=1)
     userver = uvicorn.Server(config)
 
@@ -504,8 +512,8 @@ async def serve(options: ServerOptions) -> None:
             if userver.should_exit:
                 return
             await anyio.sleep(0.01)
-        print(f"LISTENING http://127.0.0.1:{port}{options.mcp_path}", flush=True)
-        if options.exit_with_parent:
+        print(f"LISTENING http://127.0.0.1:{sock.getsockname()[1]}{path}", flush=True)
+        if exit_with_parent:
             tg.start_soon(_exit_with_parent, userver)
 
 
