@@ -159,6 +159,15 @@ MCP_CALL_MAX_RESPONSE_BYTES = env.int("MCP_CALL_MAX_RESPONSE_BYTES", default=4 *
 MCP_CALL_APPROVAL_SECONDS = env.int("MCP_CALL_APPROVAL_SECONDS", default=15 * 60)
 MCP_CALL_RETENTION_DAYS = env.int("MCP_CALL_RETENTION_DAYS", default=30)
 MCP_CALL_SESSION_IDLE_SECONDS = env.float("MCP_CALL_SESSION_IDLE_SECONDS", default=60.0)
+
+# The organization's MCP endpoint (.../mcp, and .../mcp-servers/{id}/mcp). Sessions (the handshake era's
+# Mcp-Session-Id) end after this long without a request; tools/list pages hold this many tools; an MCP client has this
+# long to answer what the endpoint asks it (an approval, a server's elicitation or sampling request). A browser page
+# may call the endpoint only from the service's own origin or one listed here (DNS-rebinding protection).
+MCP_ENDPOINT_SESSION_IDLE_SECONDS = env.int("MCP_ENDPOINT_SESSION_IDLE_SECONDS", default=24 * 3600)
+MCP_ENDPOINT_PAGE_SIZE = env.int("MCP_ENDPOINT_PAGE_SIZE", default=1000)
+MCP_ENDPOINT_ANSWER_SECONDS = env.float("MCP_ENDPOINT_ANSWER_SECONDS", default=300.0)
+MCP_ENDPOINT_ALLOWED_ORIGINS = env.list("MCP_ENDPOINT_ALLOWED_ORIGINS", default=[])
 # Periodic work, run by Celery beat (`celery -A config beat`, see CELERY_BEAT_SCHEDULE): every CONNECTED or BROKEN
 # server that does not wait for authorization is synced again about once per interval (one cycle spread over
 # half of it), and an OAuth access token is refreshed this long before it expires (or at half its lifetime).

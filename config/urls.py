@@ -16,6 +16,7 @@ urlpatterns = [
     # The OpenAPI document, without auth: YAML, or JSON with `Accept: application/json` (openapi/openapi.yaml).
     path("api/public/openapi", SpectacularAPIView.as_view(), name="openapi"),
     path("api/public/", include("mcp_servers.api.urls")),
+    path("api/public/", include("mcp_servers.endpoint.urls")),
     path("", include("mcp_servers.pages")),
 ]
 

@@ -88,7 +88,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
             status = 400  # the contract answers every unreadable body with 400
         if isinstance(exc, drf_exceptions.NotAuthenticated | drf_exceptions.AuthenticationFailed):
             status = 401
-            headers["WWW-Authenticate"] = 'Bearer realm="api"'
+            view = context.get("view")
+            request = context.get("request")
+            # The view's own challenge (the MCP endpoint names its protected-resource metadata), else the API's.
+            challenge = view.get_authenticate_header(request) if view is not None and request is not None else None
+            headers["WWW-Authenticate"] = challenge or 'Bearer realm="api"'
         return Response(error_body(title, fixed_detail or _drf_detail(exc)), status=status, headers=headers)
     view = context.get("view")
     logger.exception("Unhandled error in %s", type(view).__name__ if view else "API view")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import bisect
 import contextlib
 import time
 import uuid
@@ -122,25 +123,102 @@ def servers_usable_by(*, organization: Organization, user_id: int, is_admin: boo
     return servers
 
 
+_CATALOG_FIELDS = (
+    "id",
+    "name",
+    "title",
+    "description",
+    "input_schema",
+    "output_schema",
+    "annotations",
+    "access_mode",
+    "server__id",
+    "server__server_label",
+)
+
+
+def _catalog_tools(organization: Organization, user_id: int, is_admin: bool) -> QuerySet[McpTool]:
+    servers = servers_usable_by(organization=organization, user_id=user_id, is_admin=is_admin)
+    return McpTool.objects.filter(server__in=servers.values("pk"), found_in_server=True).exclude(
+        access_mode=AccessMode.BLOCKED
+    )
+
+
 def mcp_tool_catalog(*, organization: Organization, user_id: int, is_admin: bool) -> list[McpTool]:
     """The tools a member's AI models may use: on servers they may use, still listed, nothing BLOCKED. One query."""
-    servers = servers_usable_by(organization=organization, user_id=user_id, is_admin=is_admin)
-    return list(
-        McpTool.objects.filter(server__in=servers.values("pk"), found_in_server=True)
-        .exclude(access_mode=AccessMode.BLOCKED)
-        .select_related("server")
-        .only(
-            "id",
-            "name",
-            "title",
-            "description",
-            "input_schema",
-            "annotations",
-            "access_mode",
-            "server__id",
-            "server__server_label",
-        )
+    return list(_catalog_tools(organization, user_id, is_admin).select_related("server").only(*_CATALOG_FIELDS))
+
+
+def catalog_tool(tool: McpTool) -> tool_catalog.CatalogTool:
+    """A catalog tool as `tool_catalog` names and renders it (`tool` read by `mcp_tool_catalog`)."""
+    return tool_catalog.CatalogTool(
+        server_id=str(tool.server.pk),
+        server_label=tool.server.server_label,
+        tool_id=str(tool.pk),
+        name=tool.name,
+        title=tool.title,
+        description=tool.description,
+        input_schema=tool.input_schema,
+        needs_approval=tool.access_mode == AccessMode.NEEDS_APPROVAL,
+        annotations=tool.annotations,
+        output_schema=tool.output_schema,
     )
+
+
+def mcp_tool_catalog_page(
+    *, organization: Organization, user_id: int, is_admin: bool, after: str | None, limit: int
+) -> tuple[list[tool_catalog.ModelTool], str | None]:
+    """A page of the catalog in model-name order, after the model name `after` (the MCP endpoint's tools/list),
+    and the last name of the page when more follow. The names are made over the whole catalog from its light
+    columns (one query); the definitions are read for the page's tools only (a second)."""
+    rows = _catalog_tools(organization, user_id, is_admin).values_list(
+        "id", "name", "access_mode", "server_id", "server__server_label"
+    )
+    light = [
+        tool_catalog.CatalogTool(
+            server_id=str(server_id),
+            server_label=label,
+            tool_id=str(pk),
+            name=name,
+            title=None,
+            description=None,
+            input_schema={},
+            needs_approval=mode == AccessMode.NEEDS_APPROVAL,
+        )
+        for pk, name, mode, server_id, label in rows
+    ]
+    named = tool_catalog.model_tool_names(light)
+    start = bisect.bisect_right([model_tool.model_name for model_tool in named], after) if after is not None else 0
+    page = named[start : start + limit]
+    full = {
+        str(tool.pk): tool
+        for tool in McpTool.objects.filter(pk__in=[model_tool.tool.tool_id for model_tool in page])
+        .select_related("server")
+        .only(*_CATALOG_FIELDS)
+    }
+    tools = [
+        tool_catalog.ModelTool(model_name=model_tool.model_name, tool=catalog_tool(full[model_tool.tool.tool_id]))
+        for model_tool in page
+        if model_tool.tool.tool_id in full  # gone between the two queries: left out
+    ]
+    more = start + limit < len(named)
+    return tools, (page[-1].model_name if more and page else None)
+
+
+def mcp_server_tools_page(*, server: McpServer, after: str | None, limit: int) -> tuple[list[McpTool], str | None]:
+    """A page of one server's usable tools (listed, not BLOCKED) by name, after the name `after` (the per-server
+    MCP endpoint's tools/list), and the last name of the page when more follow. One query."""
+    tools = McpTool.objects.filter(server=server, found_in_server=True).exclude(access_mode=AccessMode.BLOCKED)
+    if after is not None:
+        tools = tools.filter(name__gt=after)
+    rows = list(
+        tools.only("id", "name", "title", "description", "input_schema", "output_schema", "annotations").order_by(
+            "name"
+        )[: limit + 1]
+    )
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].name
+    return rows, None
 
 
 def tool_call_target(

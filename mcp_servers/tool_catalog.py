@@ -61,7 +61,8 @@ One dict per tool, in the order given (`model_tool_names` returns them sorted by
   "parameters"}}`. OpenAI rejects unknown keys, so nothing else goes in, not `needs_approval`.
 - `anthropic`, Messages API tools: `{"name", "description", "input_schema"}`.
 - `mcp`, MCP `Tool` objects as in `tools/list`: `name` (the model name), `title`, `description`,
-  `inputSchema`, `annotations` (only the five `ToolAnnotations` keys with values of the right type),
+  `inputSchema`, `outputSchema` (when the server declared an object schema, as MCP requires),
+  `annotations` (only the five `ToolAnnotations` keys with values of the right type),
   and `_meta: {"needsApproval", "serverId", "originalName"}`.
 
 Descriptions: no format requires a string (OpenAI, Anthropic and MCP all make `description` optional), so
@@ -114,6 +115,7 @@ class CatalogTool:
     input_schema: dict[str, Any]
     needs_approval: bool  # access mode NEEDS_APPROVAL (BLOCKED tools never get here)
     annotations: Mapping[str, Any] | None = None  # MCP ToolAnnotations, rendered only by the `mcp` format
+    output_schema: Mapping[str, Any] | None = None  # rendered only by the `mcp` format
 
 
 @dataclass(frozen=True)
@@ -305,6 +307,8 @@ def _render_mcp(model_tool: ModelTool) -> dict[str, Any]:
     if tool.description is not None:
         rendered["description"] = tool.description
     rendered["inputSchema"] = normalize_input_schema(tool.input_schema)
+    if isinstance(tool.output_schema, Mapping) and tool.output_schema.get("type") == "object":
+        rendered["outputSchema"] = dict(tool.output_schema)
     annotations = _annotations(tool)
     if annotations:
         rendered["annotations"] = annotations

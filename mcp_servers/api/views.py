@@ -31,8 +31,9 @@ from mcp_servers.api.serializers import (
     tool_detail_output,
     validated_input,
 )
-from mcp_servers.models import AccessMode, ToolCall, ToolCallError, ToolCallStatus
+from mcp_servers.models import ToolCall, ToolCallError, ToolCallStatus
 from mcp_servers.selectors import (
+    catalog_tool,
     mcp_server_access_list,
     mcp_server_find,
     mcp_server_get,
@@ -227,17 +228,7 @@ class McpToolCatalogApi(OrganizationApi):
             raise ValidationError("format", f"must be one of {', '.join(tool_catalog.FORMATS)}.")
         fmt = cast(tool_catalog.Format, fmt)
         tools = [
-            tool_catalog.CatalogTool(
-                server_id=str(tool.server.pk),
-                server_label=tool.server.server_label,
-                tool_id=str(tool.pk),
-                name=tool.name,
-                title=tool.title,
-                description=tool.description,
-                input_schema=tool.input_schema,
-                needs_approval=tool.access_mode == AccessMode.NEEDS_APPROVAL,
-                annotations=tool.annotations,
-            )
+            catalog_tool(tool)
             for tool in mcp_tool_catalog(organization=self.organization, user_id=self.user.pk, is_admin=self.is_admin)
         ]
         return Response({"data": tool_catalog.render(tool_catalog.model_tool_names(tools), fmt)})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import logging
 import os
 import threading
 import uuid
@@ -27,7 +28,17 @@ from django.db import close_old_connections
 
 from integrations import oauth
 from integrations.errors import IntegrationError
-from integrations.mcp import AuthChallenge, Bounds, Endpoint, HttpClientFactory, McpAuthRequired, SessionPool
+from integrations.mcp import (
+    AuthChallenge,
+    Bounds,
+    Endpoint,
+    HttpClientFactory,
+    McpAuthRequired,
+    McpClientError,
+    Relay,
+    ServerDescription,
+    SessionPool,
+)
 from integrations.outbound import DestinationRefused, InvalidUrl, check_url
 from mcp_servers.limits import call_bounds, mcp_client_factory, outbound_policy, sync_limits
 from mcp_servers.models import McpServer, McpServerHeader, ToolCallError, ToolCallStatus
@@ -36,6 +47,7 @@ from mcp_servers.services.oauth_tokens import oauth_access_token
 from mcp_servers.services.sync import AUTH_EXPIRED_MESSAGE, AUTH_REQUIRED_MESSAGE, mcp_server_authorize_again
 
 _T = TypeVar("_T")
+logger = logging.getLogger(__name__)
 
 
 class Unreached(Exception):
@@ -163,6 +175,34 @@ def _authorize_again(server_id: uuid.UUID, challenge: AuthChallenge | None) -> U
             "The server requires OAuth authorization, and no authorization URL could be made for it.",
         )
     return Unreached(ToolCallStatus.AUTH_REQUIRED, None, message, auth_url=auth_url)
+
+
+async def proxy_request(
+    *, server: McpServer, method: str, params: dict[str, Any], relay: Relay | None
+) -> dict[str, Any]:
+    """A request a proxied MCP client makes of `server` (resources, prompts, completions), passed on as it made it,
+    in the background loop. Raises Unreached, McpRemoteError (the server's JSON-RPC error) or McpClientError."""
+    upstream = await in_db_thread(upstream_of, server)
+
+    async def attempt(target: Upstream) -> dict[str, Any]:
+        return await pool().request(
+            target.endpoint, method, params, factory=target.factory, bounds=target.bounds, relay=relay
+        )
+
+    return await with_credentials(upstream, attempt)
+
+
+async def describe_upstream(server: McpServer) -> ServerDescription | None:
+    """What `server` said of itself when a session with it opened (opening one if none is open), or None when it
+    cannot be reached now (a proxy then presents its tools alone)."""
+    try:
+        upstream = await in_db_thread(upstream_of, server)
+        return await with_credentials(
+            upstream, lambda target: pool().describe(target.endpoint, factory=target.factory, bounds=target.bounds)
+        )
+    except (Unreached, McpClientError) as exc:
+        logger.info("mcp endpoint: the server could not describe itself: %s", exc)
+        return None
 
 
 # The process's open sessions (in the background loop) and the threads the loop hands database work to.
