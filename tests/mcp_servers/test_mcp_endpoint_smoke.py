@@ -31,7 +31,7 @@ def test_smoke(admin: Caller, mcp_server_factory: Any, live_server: Any, mode: s
     async def go(client: Client) -> Any:
         tools = await client.list_tools()
         names = [t.name for t in tools.tools]
-        result = await client.call_tool([n for n in names if n.endswith("tool_0")][0], {"text": "hi"})
+        result = await client.call_tool(next(n for n in names if n.endswith("tool_0")), {"text": "hi"})
         return names, result
 
     names, result = anyio.run(_session, url, admin.key, mode, go)
