@@ -112,8 +112,17 @@ def _json(model: BaseModel) -> dict[str, Any]:
 class PooledSession:
     """One open session with a server, in its own task; `request` hands it a request and waits for the answer."""
 
-    def __init__(self, endpoint: Endpoint, factory: HttpClientFactory, bounds: Bounds, idle_seconds: float) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        factory: HttpClientFactory,
+        bounds: Bounds,
+        idle_seconds: float,
+        *,
+        handshake_era: bool = False,
+    ) -> None:
         self.endpoint = endpoint
+        self.handshake_era = handshake_era
         self._factory = factory
         self._bounds = bounds
         self._idle_seconds = idle_seconds
@@ -192,7 +201,8 @@ class PooledSession:
         if self.endpoint.transport == "SSE":
             transport, mode = legacy_sse(self.endpoint.url, http, self._bounds), "legacy"
         else:
-            transport, mode = streamable_http(self.endpoint.url, http, self._bounds), "auto"
+            transport = streamable_http(self.endpoint.url, http, self._bounds)
+            mode = "legacy" if self.handshake_era else "auto"
         # No response cache: a request is never answered from one. The callbacks declare sampling, elicitation and
         # roots to the server, and pass what it asks to the relay of the request being served.
         client = Client(
@@ -370,8 +380,14 @@ class SessionPool:
     ) -> ToolResult:
         """Call a tool on the endpoint's server, within `bounds`. Raises McpClientError (a subclass) on failure."""
 
+        level = relay.log_level if relay is not None else None
+        meta: mcp_types.RequestParamsMeta | None = None
+        if level is not None:  # a 2026-era server sends log messages to a request that opts in
+            meta = mcp_types.RequestParamsMeta()
+            meta[mcp_types.LOG_LEVEL_META_KEY] = level  # type: ignore[literal-required]
+
         async def run(client: Client) -> ToolResult:
-            return _tool_result(await client.call_tool(name, arguments, progress_callback=progress))
+            return _tool_result(await client.call_tool(name, arguments, progress_callback=progress, meta=meta))
 
         return await self._request(endpoint, run, "tools/call", factory=factory, bounds=bounds, relay=relay)
 
@@ -398,13 +414,16 @@ class SessionPool:
 
         return await self._request(endpoint, run, method, factory=factory, bounds=bounds, relay=relay)
 
-    async def describe(self, endpoint: Endpoint, *, factory: HttpClientFactory, bounds: Bounds) -> ServerDescription:
-        """What the server said of itself when a session with it opened (opening one if none is)."""
+    async def describe(
+        self, endpoint: Endpoint, *, factory: HttpClientFactory, bounds: Bounds, handshake_era: bool = False
+    ) -> ServerDescription:
+        """What the server said of itself when a session with it opened (opening one if none is), in the era the
+        proxied client speaks."""
 
         async def run(client: Client) -> None:
             return None
 
-        session = self._take(endpoint) or PooledSession(endpoint, factory, bounds, self.idle_seconds)
+        session = self._take(endpoint, handshake_era) or self._open(endpoint, factory, bounds, handshake_era)
         try:
             await session.request(run, stage="initialize", relay=None, timeout=bounds.total_seconds)
         finally:
@@ -422,14 +441,24 @@ class SessionPool:
         bounds: Bounds,
         relay: Relay | None,
     ) -> _T:
-        session = self._take(endpoint) or PooledSession(endpoint, factory, bounds, self.idle_seconds)
+        era = relay is not None and relay.handshake_era
+        session = self._take(endpoint, era) or self._open(endpoint, factory, bounds, era)
         try:
             return await session.request(run, stage=stage, relay=relay, timeout=bounds.total_seconds)
         finally:
             self._give_back(session)
 
-    def _take(self, endpoint: Endpoint) -> PooledSession | None:
-        idle = self._idle.get(endpoint.key, [])
+    def _open(
+        self, endpoint: Endpoint, factory: HttpClientFactory, bounds: Bounds, handshake_era: bool
+    ) -> PooledSession:
+        return PooledSession(endpoint, factory, bounds, self.idle_seconds, handshake_era=handshake_era)
+
+    @staticmethod
+    def _key(endpoint: Endpoint, handshake_era: bool) -> str:
+        return f"{endpoint.key}:{'handshake' if handshake_era else 'auto'}"
+
+    def _take(self, endpoint: Endpoint, handshake_era: bool) -> PooledSession | None:
+        idle = self._idle.get(self._key(endpoint, handshake_era), [])
         while idle:
             session = idle.pop()
             if session.usable:
@@ -437,16 +466,18 @@ class SessionPool:
         return None
 
     def _give_back(self, session: PooledSession) -> None:
-        idle = self._idle[session.endpoint.key]
+        key = self._key(session.endpoint, session.handshake_era)
+        idle = self._idle[key]
         idle[:] = [s for s in idle if s.usable]
         if session.usable and len(idle) < self.max_idle_per_endpoint:
             idle.append(session)
         elif session.usable:
             session.close()
         if not idle:
-            del self._idle[session.endpoint.key]
+            del self._idle[key]
 
     def forget(self, endpoint: Endpoint) -> None:
         """Close the endpoint's idle sessions (its credentials were refused: new ones will be used)."""
-        for session in self._idle.pop(endpoint.key, []):
-            session.close()
+        for era in (False, True):
+            for session in self._idle.pop(self._key(endpoint, era), []):
+                session.close()

@@ -100,6 +100,19 @@ class Relay(Protocol):
     (``notifications/message``).
     """
 
+    @property
+    def handshake_era(self) -> bool:
+        """Whether the client speaks a handshake-era revision (2025-11-25 and before). Its requests then go to the
+        server over a session of that era too: a server written for it asks its client things on an open stream,
+        which the 2026 protocol's stateless requests do not have."""
+        ...
+
+    @property
+    def log_level(self) -> str | None:
+        """The lowest log level the client wants passed on, or None for no log messages (the opt-in a 2026-era
+        server needs before it sends any)."""
+        ...
+
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]: ...
 
     async def notify(self, method: str, params: dict[str, Any]) -> None: ...

@@ -26,11 +26,11 @@ import mcp_types as types
 from django.conf import settings
 from django.core import signing
 from mcp.server.caching import CACHEABLE_METHODS, CacheableMethod, CacheHint
-from mcp.server.connection import allowed_log_levels
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.models import InitializationOptions
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from core.errors import Conflict, NotFound, ValidationError
@@ -338,6 +338,22 @@ class ClientRelay:
         self._ctx = ctx
         self._exchange = ctx.lifespan_context.exchange
 
+    @property
+    def handshake_era(self) -> bool:
+        return self._ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS
+
+    @property
+    def log_level(self) -> str | None:
+        if not self._exchange.can_stream:
+            return None  # a JSON answer carries the response alone
+        if not self.handshake_era:  # 2026: the request says which levels it wants, if any
+            meta = (self._ctx.params or {}).get("_meta")
+            level = meta.get(LOG_LEVEL_META_KEY) if isinstance(meta, dict) else None
+            return level if level in _LOG_LEVELS else None
+        session = self._ctx.lifespan_context.session
+        requested = session.log_level if session is not None else None
+        return requested if requested in _LOG_LEVELS else "debug"  # every level until the client sets one
+
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         capability = _ANSWERED_BY.get(method)
         declared = self._ctx.session.client_capabilities
@@ -356,15 +372,8 @@ class ClientRelay:
         await self._exchange.notify(method, params)
 
     def _wanted(self, level: str) -> bool:
-        version = self._ctx.protocol_version
-        if version in MODERN_PROTOCOL_VERSIONS:  # 2026: the request says which levels it wants, if any
-            meta = (self._ctx.params or {}).get("_meta")
-            return level in allowed_log_levels(version, meta if isinstance(meta, dict) else None)
-        session = self._ctx.lifespan_context.session
-        requested = session.log_level if session is not None else None
-        if requested not in _LOG_LEVELS:
-            return True  # the handshake era sends every level until the client sets one
-        return level in _LOG_LEVELS and _LOG_LEVELS.index(level) >= _LOG_LEVELS.index(requested)
+        wanted = self.log_level
+        return wanted is not None and level in _LOG_LEVELS and _LOG_LEVELS.index(level) >= _LOG_LEVELS.index(wanted)
 
 
 async def _set_logging_level(ctx: Context, params: types.SetLevelRequestParams) -> types.EmptyResult:

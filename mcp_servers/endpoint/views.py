@@ -263,7 +263,7 @@ async def _serve(
         server = SERVER_PROXY if context.server is not None else ORGANIZATION_SERVER
         init_options = None
         if context.server is not None and method == "initialize":
-            context.upstream = await describe_upstream(context.server)
+            context.upstream = await describe_upstream(context.server, handshake_era=True)
             init_options = proxy_init_options(context.server, context.upstream)
         runner = ServerRunner(server, connection, context, init_options=init_options)
         try:

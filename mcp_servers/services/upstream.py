@@ -192,14 +192,18 @@ async def proxy_request(
     return await with_credentials(upstream, attempt)
 
 
-async def describe_upstream(server: McpServer) -> ServerDescription | None:
-    """What `server` said of itself when a session with it opened (opening one if none is open), or None when it
-    cannot be reached now (a proxy then presents its tools alone)."""
+async def describe_upstream(server: McpServer, *, handshake_era: bool = False) -> ServerDescription | None:
+    """What `server` said of itself when a session with it opened (opening one, of the era the proxied client
+    speaks, if none is open), or None when it cannot be reached now (a proxy then presents its tools alone)."""
+
+    async def attempt(target: Upstream) -> ServerDescription:
+        return await pool().describe(
+            target.endpoint, factory=target.factory, bounds=target.bounds, handshake_era=handshake_era
+        )
+
     try:
         upstream = await in_db_thread(upstream_of, server)
-        return await with_credentials(
-            upstream, lambda target: pool().describe(target.endpoint, factory=target.factory, bounds=target.bounds)
-        )
+        return await with_credentials(upstream, attempt)
     except (Unreached, McpClientError) as exc:
         logger.info("mcp endpoint: the server could not describe itself: %s", exc)
         return None
