@@ -222,6 +222,7 @@ CELERY_BEAT_SCHEDULE = {
         ("mcp-resync-all", "mcp_servers.resync_all"),
         ("mcp-refresh-expiring-tokens", "mcp_servers.refresh_expiring_tokens"),
         ("mcp-tool-call-upkeep", "mcp_servers.tool_call_upkeep"),
+        ("mcp-session-purge", "mcp_servers.mcp_session_purge"),
     )
 }
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/public/openapi", SpectacularAPIView.as_view(), name="openapi"),
     path("api/public/", include("mcp_servers.api.urls")),
     path("api/public/", include("mcp_servers.endpoint.urls")),
+    path("", include("mcp_servers.endpoint.metadata")),
     path("", include("mcp_servers.pages")),
 ]
 

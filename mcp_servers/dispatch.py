@@ -24,6 +24,7 @@ REFRESH_TOKEN = "mcp_servers.refresh_token"  # noqa: S105 - a task name
 RESYNC_ALL = "mcp_servers.resync_all"
 REFRESH_EXPIRING_TOKENS = "mcp_servers.refresh_expiring_tokens"
 TOOL_CALL_UPKEEP = "mcp_servers.tool_call_upkeep"
+MCP_SESSION_PURGE = "mcp_servers.mcp_session_purge"
 
 
 @functools.cache

@@ -29,7 +29,7 @@ from drf_spectacular.utils import (
 from rest_framework import serializers
 
 from mcp_servers import tool_catalog
-from mcp_servers.models import AccessMode, SetupState, ToolCallError, ToolCallStatus, TransportType
+from mcp_servers.models import AccessMode, SetupState, ToolCallChannel, ToolCallError, ToolCallStatus, TransportType
 from mcp_servers.validation import DISPLAY_NAME_MAX, SERVER_URL_MAX
 
 TAG = "MCP servers"
@@ -492,6 +492,9 @@ class ToolCallSerializer(serializers.Serializer):
     toolName = serializers.CharField()
     requestedBy = PersonSerializer(allow_null=True)
     apiKeyPrefix = serializers.CharField(allow_null=True)
+    channel = serializers.ChoiceField(
+        choices=ToolCallChannel.values, help_text="How the call came: the REST API (API) or the MCP endpoint (MCP)"
+    )
     createdAt = serializers.DateTimeField()
     expiresAt = serializers.DateTimeField(allow_null=True, help_text="Until when a call awaiting approval may run")
     decidedBy = PersonSerializer(allow_null=True)

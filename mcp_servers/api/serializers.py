@@ -208,6 +208,7 @@ def tool_call_output(call: ToolCall, *, detail: bool = True) -> dict[str, Any]:
         "toolName": call.tool_name,
         "requestedBy": _person(call.requested_by),
         "apiKeyPrefix": call.api_key.prefix if call.api_key else None,
+        "channel": call.channel,
         "createdAt": _timestamp(call.created_at),
         "expiresAt": _timestamp(call.expires_at),
         "decidedBy": _person(call.decided_by),

@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 _LOG_LEVELS: tuple[str, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 _APPROVAL_KEY = "approval"
 _STATE_SALT = "mcp_servers.endpoint.approval"
+_RESERVED_META = "io.modelcontextprotocol/"
 _ANSWERED_BY = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation", "roots/list": "roots"}
 
 
@@ -203,7 +204,7 @@ def _outcome(context: EndpointContext, call: ToolCall) -> dict[str, Any]:
     """A finished (or still pending) call as the tool's result: the server's own result when it ran."""
     if call.status == ToolCallStatus.COMPLETED and call.result:
         result: dict[str, Any] = json.loads(call.result)
-        return result
+        return _without_protocol_meta(result)
     if call.status == ToolCallStatus.AWAITING_APPROVAL:
         return _pending(context, call)
     text = call.error_message or f"The call is {call.status}."
@@ -214,6 +215,18 @@ def _outcome(context: EndpointContext, call: ToolCall) -> dict[str, Any]:
     if call.status == ToolCallStatus.RUNNING:
         text = "The call is still running; call the tool again with the same arguments for its result."
     return _text_error(text, callId=str(call.pk), status=call.status, code=call.error_code)
+
+
+def _without_protocol_meta(result: dict[str, Any]) -> dict[str, Any]:
+    """The server's result without the `_meta` keys the protocol reserves (`io.modelcontextprotocol/...`, such as the
+    2026 protocol's `serverInfo`): they were about the server's connection with the service, not about this one."""
+    meta = result.get("_meta")
+    if isinstance(meta, dict) and any(key.startswith(_RESERVED_META) for key in meta):
+        kept = {key: value for key, value in meta.items() if not key.startswith(_RESERVED_META)}
+        result = {key: value for key, value in result.items() if key != "_meta"}
+        if kept:
+            result["_meta"] = kept
+    return result
 
 
 def _pending(context: EndpointContext, call: ToolCall) -> dict[str, Any]:
@@ -394,7 +407,7 @@ def _passed_on(method: str) -> Any:
         document.pop("_meta", None)
         try:
             result = await proxy_request(server=context.server, method=method, params=document, relay=ClientRelay(ctx))
-            return _complete(ctx, result)
+            return _complete(ctx, _without_protocol_meta(result))
         except McpRemoteError as exc:
             raise MCPError(code=exc.code, message=exc.remote_message, data=exc.data) from None
         except Unreached as exc:

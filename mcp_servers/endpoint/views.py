@@ -14,8 +14,9 @@ Both protocol eras are served, as the SDK's own server negotiates them:
 - the 2026 protocol (`MCP-Protocol-Version: 2026-07-28`): every request carries its own envelope; no session, and
   the endpoint asks the client with `input_required` results instead.
 
-A GET (a stream for messages unrelated to any request) is answered 405: the endpoint sends nothing unprompted
-(tool-list changes show on the next `tools/list`), and a web process is never held by an idle stream.
+A GET (a stream for messages unrelated to any request) is answered 405 (`MethodNotAllowed`, with `Allow`): the endpoint
+sends nothing unprompted (tool-list changes show on the next `tools/list`), and a web process is never held by an
+idle stream.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from rest_framework.request import Request
 from core import logging as log_context
 from core.errors import Forbidden, NotFound
 from integrations.loop import background_loop
+from mcp_servers.endpoint import schema as doc
 from mcp_servers.endpoint.exchange import SSE_PING, Exchange, Outgoing, cancel_key, reply_key, sse_event
 from mcp_servers.endpoint.handlers import (
     ORGANIZATION_SERVER,
@@ -115,10 +117,15 @@ class McpEndpointApi(OrganizationApi):
 
     # --- HTTP methods --------------------------------------------------------------------------------------------
 
-    def get(self, request: Request, **kwargs: Any) -> HttpResponse:
-        return HttpResponse(status=405, headers={"Allow": "POST, DELETE"})
-
+    @doc.ORGANIZATION_DELETE
     def delete(self, request: Request, **kwargs: Any) -> HttpResponse:
+        return self._delete(request, kwargs)
+
+    @doc.ORGANIZATION_POST
+    def post(self, request: Request, **kwargs: Any) -> HttpResponseBase:
+        return self._post(request, kwargs)
+
+    def _delete(self, request: Request, kwargs: dict[str, Any]) -> HttpResponse:
         server = self._server(kwargs)
         session_id = request.headers.get(SESSION_HEADER)
         if not session_id:
@@ -129,7 +136,7 @@ class McpEndpointApi(OrganizationApi):
         mcp_session_close(session=session)
         return HttpResponse(status=200)
 
-    def post(self, request: Request, **kwargs: Any) -> HttpResponseBase:
+    def _post(self, request: Request, kwargs: dict[str, Any]) -> HttpResponseBase:
         server = self._server(kwargs)
         accept = request.headers.get("Accept", "")
         accepts_json = "application/json" in accept or "*/*" in accept
@@ -220,6 +227,14 @@ class McpServerEndpointApi(McpEndpointApi):
     completions passed on (any member who may use the server)."""
 
     proxy = True
+
+    @doc.SERVER_DELETE
+    def delete(self, request: Request, **kwargs: Any) -> HttpResponse:
+        return self._delete(request, kwargs)
+
+    @doc.SERVER_POST
+    def post(self, request: Request, **kwargs: Any) -> HttpResponseBase:
+        return self._post(request, kwargs)
 
     def _server(self, kwargs: dict[str, Any]) -> McpServer:
         server_id = kwargs.get("server_id", "")

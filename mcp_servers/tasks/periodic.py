@@ -7,7 +7,7 @@ import uuid
 from celery import shared_task
 
 from mcp_servers import dispatch
-from mcp_servers.services import scheduling, tool_calls
+from mcp_servers.services import mcp_sessions, scheduling, tool_calls
 from mcp_servers.tasks.base import ServiceTask
 
 
@@ -34,3 +34,9 @@ def tool_call_upkeep() -> int:
     """Expire unapproved calls, fail interrupted ones, purge records past their retention."""
     counts = tool_calls.tool_calls_upkeep()
     return counts.expired + counts.interrupted + counts.purged
+
+
+@shared_task(name=dispatch.MCP_SESSION_PURGE, base=ServiceTask)
+def mcp_session_purge() -> int:
+    """Delete the MCP endpoint's sessions idle past MCP_ENDPOINT_SESSION_IDLE_SECONDS."""
+    return mcp_sessions.mcp_sessions_purge_idle()

@@ -200,6 +200,7 @@ def test_the_beat_schedule_names_registered_tasks() -> None:
         "mcp_servers.resync_all",
         "mcp_servers.refresh_expiring_tokens",
         "mcp_servers.tool_call_upkeep",
+        "mcp_servers.mcp_session_purge",
     }
     for entry in schedule.values():
         assert entry["task"] in celery_app.tasks
@@ -207,6 +208,7 @@ def test_the_beat_schedule_names_registered_tasks() -> None:
     assert schedule["mcp-resync-all"]["schedule"] == django_settings.MCP_PERIODIC_TICK_SECONDS
     assert schedule["mcp-refresh-expiring-tokens"]["schedule"] == django_settings.MCP_PERIODIC_TICK_SECONDS
     assert schedule["mcp-tool-call-upkeep"]["schedule"] == django_settings.MCP_PERIODIC_TICK_SECONDS
+    assert schedule["mcp-session-purge"]["schedule"] == django_settings.MCP_PERIODIC_TICK_SECONDS
     assert "mcp_servers.refresh_token" in celery_app.tasks
 
 
