@@ -43,6 +43,7 @@ _ERRORS = {
     403: OpenApiResponse(_ERROR, description="An `Origin` the endpoint does not accept (DNS-rebinding protection)"),
     404: OpenApiResponse(description="Organization or MCP server not found, or an unknown or expired session"),
     429: OpenApiResponse({"$ref": "#/components/schemas/RateLimitErrorResponse"}, description="Rate limit exceeded"),
+    500: OpenApiResponse(_ERROR, description="Internal server error"),
 }
 
 
