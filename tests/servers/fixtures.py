@@ -64,6 +64,7 @@ _SWITCHES = {
     "trickle": "--trickle",
     "no_prm": "--no-prm",
     "legacy_only": "--legacy-only",
+    "no_tools_capability": "--no-tools-capability",
 }
 
 

@@ -7,10 +7,13 @@ endpoint the same port serves a small control API for tests:
 * ``POST /_control`` with JSON ``{"drop": [names]}``, ``{"restore": true}`` or ``{"describe": {name: text}}``;
 * ``GET /_control/requests`` -> ``{"count": <requests seen on the MCP paths>, "headers": [lowercased names],
   "rejected": <requests refused by --require-header>, "wellKnown": <requests seen on /.well-known/ paths>,
-  "modern": <requests on the MCP paths that carried a 2026-era MCP-Protocol-Version>}``.
+  "modern": <requests on the MCP paths that carried a 2026-era MCP-Protocol-Version>,
+  "methods": [JSON-RPC methods of the POSTs to the MCP path, in order]}``.
 
 The SDK's server speaks both protocol eras; ``--legacy-only`` makes it answer 2026-era requests as a
 handshake-era server does (400, "Missing session ID"), so clients fall back to ``initialize``.
+``--no-tools-capability`` serves no tools at all: the server declares no ``tools`` capability and answers
+``tools/list`` with "method not found", as a prompts-only or resources-only server does.
 
 With ``--oauth-challenge`` the port also serves OAuth metadata: RFC 9728 protected-resource metadata at
 ``/.well-known/oauth-protected-resource`` and ``/.well-known/oauth-protected-resource<mcp path>`` (404 with
@@ -83,6 +86,7 @@ class ServerOptions:
     metadata_format: str = "json"
     legacy_only: bool = False
     call_tools: bool = False
+    no_tools_capability: bool = False
 
     @property
     def mcp_path(self) -> str:
@@ -105,6 +109,7 @@ class ServerState:
     well_known_count: int = 0
     modern_count: int = 0
     header_names: set[str] = field(default_factory=set)
+    methods: list[str] = field(default_factory=list)
 
 
 def _make_tool_fn(index: int) -> Callable[..., str]:
@@ -190,6 +195,10 @@ class ConfigurableMcpServer(MCPServer[Any]):
         super().__init__("test-mcp-server", log_level="WARNING", tools=tools)
         if options.call_tools:
             _add_call_tools(self)
+        if options.no_tools_capability:
+            # The SDK derives the capability from the handlers it has; MCPServer always registers these two.
+            for method in ("tools/list", "tools/call"):
+                self._lowlevel_server._request_handlers.pop(method, None)
         self._options = options
         self._state = state
 
@@ -319,6 +328,8 @@ class ControlApp:
                 await _send_json(send, 401, None)
                 return
         is_mcp_post = scope["method"] == "POST" and path == self.options.mcp_path
+        if on_mcp_path and scope["method"] == "POST":
+            receive = await self._record_methods(receive)
         modern = on_mcp_path and any(
             k.lower() == b"mcp-protocol-version" and v.decode("latin-1") in MODERN_PROTOCOL_VERSIONS for k, v in headers
         )
@@ -342,6 +353,27 @@ class ControlApp:
             await _stream_forever(receive, send, b"text/event-stream", b"", b": ping\n\n", TRICKLE_SECONDS)
             return
         await self.inner(scope, receive, send)
+
+    async def _record_methods(self, receive: Receive) -> Receive:
+        """Read the body to note its JSON-RPC methods, and hand the inner app a receive that replays it."""
+        body = await _read_body(receive)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        for message in payload if isinstance(payload, list) else [payload]:
+            if isinstance(message, dict) and isinstance(message.get("method"), str):
+                self.state.methods.append(message["method"])
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return replay
 
     @property
     def base_url(self) -> str:
@@ -387,6 +419,7 @@ class ControlApp:
                 "rejected": self.state.rejected_count,
                 "wellKnown": self.state.well_known_count,
                 "modern": self.state.modern_count,
+                "methods": self.state.methods,
             }
             await _send_json(send, 200, payload)
             return
@@ -427,6 +460,9 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
     )
     parser.add_argument("--trickle", action="store_true", help="a POST gets an event stream of comments, forever")
     parser.add_argument("--call-tools", action="store_true", help="add the tool-call test tools (see _add_call_tools)")
+    parser.add_argument(
+        "--no-tools-capability", action="store_true", help="declare no tools capability, serve no tools"
+    )
     parser.add_argument("--description-size", type=int, metavar="BYTES", help="length of every tool description")
     parser.add_argument(
         "--legacy-only", action="store_true", help="answer 2026-era requests as a handshake-era server (400)"
@@ -474,6 +510,7 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
         metadata_format=args.metadata_format,
         legacy_only=args.legacy_only,
         call_tools=args.call_tools,
+        no_tools_capability=args.no_tools_capability,
     )
 
 

@@ -155,7 +155,7 @@ class Command(BaseCommand):
         self, server: McpServer, authorizations: int, error: str | None, calls: list[dict[str, Any]] | None = None
     ) -> None:
         tools = list(McpTool.objects.filter(server=server, found_in_server=True).values_list("name", flat=True))
-        ok = error is None and server.last_sync_status == SyncStatus.SUCCESS and bool(tools)
+        ok = error is None and server.last_sync_status == SyncStatus.SUCCESS
         reason = error or ("" if ok else server.sync_error_message or "the sync did not succeed")
         failed_calls = [call["tool"] for call in calls or [] if call["status"] != ToolCallStatus.COMPLETED]
         if ok and failed_calls:
