@@ -78,8 +78,9 @@ def pkce_pair() -> tuple[str, str]:
 
 
 def supports_pkce_s256(metadata: AuthorizationServerMetadata) -> bool:
-    """The MCP spec (2025-11-25) forbids proceeding unless the server advertises S256."""
-    return "S256" in (metadata.code_challenge_methods_supported or [])
+    """The MCP spec (2025-11-25) forbids proceeding unless the server advertises S256. A 2025-03-26 era server that
+    publishes no metadata cannot advertise anything, and that revision requires PKCE of every client: S256 it is."""
+    return metadata.from_defaults or "S256" in (metadata.code_challenge_methods_supported or [])
 
 
 def resource_for(server_url: str, discovery: OAuthDiscovery) -> str:

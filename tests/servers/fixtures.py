@@ -63,6 +63,7 @@ _SWITCHES = {
     "endless_sse_event": "--endless-sse-event",
     "trickle": "--trickle",
     "no_prm": "--no-prm",
+    "no_as_metadata": "--no-as-metadata",
     "legacy_only": "--legacy-only",
     "no_tools_capability": "--no-tools-capability",
 }

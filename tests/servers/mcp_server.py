@@ -82,6 +82,7 @@ class ServerOptions:
     as_endpoint_base: str | None = None
     issuer: str | None = None
     no_prm: bool = False
+    no_as_metadata: bool = False
     scope_count: int = 1
     metadata_format: str = "json"
     legacy_only: bool = False
@@ -391,10 +392,11 @@ class ControlApp:
                 "authorization_servers": [options.authorization_server or self.base_url],
                 "scopes_supported": self._scopes(),
             }
-        elif path == AS_METADATA_PATH:
+        elif path == AS_METADATA_PATH and not options.no_as_metadata:
             endpoints = options.as_endpoint_base or self.base_url
+            issuer = options.issuer or self.base_url
             document = {
-                "issuer": options.issuer or self.base_url,
+                "issuer": self.base_url + issuer if issuer.startswith("/") else issuer,
                 "authorization_endpoint": endpoints + "/authorize",
                 "token_endpoint": endpoints + "/token",
                 "registration_endpoint": endpoints + "/register",
@@ -471,8 +473,11 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
     metadata.add_argument("--resource-metadata", metavar="URL", help="resource_metadata named by the challenge")
     metadata.add_argument("--authorization-server", metavar="URL", help="the one authorization server listed")
     metadata.add_argument("--as-endpoint-base", metavar="URL", help="base URL of the endpoints in the AS metadata")
-    metadata.add_argument("--issuer", metavar="URL", help="issuer written in the AS metadata (default: base URL)")
+    metadata.add_argument(
+        "--issuer", metavar="URL", help="issuer written in the AS metadata (default: base URL; /path: base URL + path)"
+    )
     metadata.add_argument("--no-prm", action="store_true", help="protected-resource metadata paths answer 404")
+    metadata.add_argument("--no-as-metadata", action="store_true", help="the AS metadata path answers 404 too")
     metadata.add_argument("--scope-count", type=int, default=1, metavar="N", help="scopes_supported entries")
     metadata.add_argument(
         "--metadata-format", choices=["json", "html", "array"], default="json", help="how the documents are sent"
@@ -506,6 +511,7 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
         as_endpoint_base=args.as_endpoint_base,
         issuer=args.issuer,
         no_prm=args.no_prm,
+        no_as_metadata=args.no_as_metadata,
         scope_count=args.scope_count,
         metadata_format=args.metadata_format,
         legacy_only=args.legacy_only,

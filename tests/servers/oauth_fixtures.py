@@ -56,6 +56,8 @@ _SWITCHES = {
     "cimd": "--cimd",
     "no_rotate": "--no-rotate",
     "no_iss": "--no-iss",
+    "no_prm": "--no-prm",
+    "no_as_metadata": "--no-as-metadata",
 }
 
 

@@ -26,6 +26,9 @@ backed by the in-memory provider below; a thin ASGI wrapper in front adds accoun
 * ``--call-scopes`` names scopes that ``tools/call`` needs on top of those (step-up authorization): a token without
   them gets 403 with ``error="insufficient_scope"`` and, as ``scope``, every scope the call needs. They are valid
   scopes to ask for, but not required for anything else, nor in the metadata's ``scopes_supported``.
+* A server of the 2025-03-26 authorization spec: ``--no-prm`` publishes no RFC 9728 metadata (404, and no
+  ``resource_metadata`` in the challenge), and ``--no-as-metadata`` no RFC 8414 metadata either, which leaves the
+  endpoints at that revision's defaults (``/authorize``, ``/token``, ``/register``).
 * Access tokens live ``--access-token-ttl`` seconds; refresh tokens are single-use and rotate on every refresh
   (``--no-rotate`` keeps them); ``--refresh-delay`` stalls every refresh_token grant before it is handled.
 * Control API, no auth: ``POST /_control/revoke`` drops every code, access and refresh token; ``POST
@@ -43,6 +46,7 @@ import contextvars
 import json
 import logging
 import math
+import re
 import secrets
 import socket
 import sys
@@ -88,7 +92,9 @@ logger = logging.getLogger("tests.servers.oauth_mcp_server")
 MCP_PATH = "/mcp"
 CONTROL_PATH = "/_control"
 AS_METADATA_PATH = "/.well-known/oauth-authorization-server"
-PRM_PATH = "/.well-known/oauth-protected-resource" + MCP_PATH
+PRM_ROOT_PATH = "/.well-known/oauth-protected-resource"
+PRM_PATH = PRM_ROOT_PATH + MCP_PATH
+OIDC_METADATA_PATH = "/.well-known/openid-configuration"
 AUTHORIZE_PATH = "/authorize"
 TOKEN_PATH = "/token"
 REVOKE_PATH = "/revoke"
@@ -117,6 +123,8 @@ class OAuthServerOptions:
     rotate: bool = True
     refresh_delay: float = 0.0
     iss: bool = True
+    prm: bool = True
+    as_metadata: bool = True
     exit_with_parent: bool = False
 
 
@@ -418,6 +426,10 @@ class OAuthControlApp:
         method: str = scope["method"]
         if path == CONTROL_PATH or path.startswith(CONTROL_PATH + "/"):
             await self._control(scope, receive, send)
+        elif (not self.options.prm and path.startswith(PRM_ROOT_PATH)) or (
+            not self.options.as_metadata and path in (AS_METADATA_PATH, OIDC_METADATA_PATH)
+        ):
+            await _send_json(send, 404, {"error": "not_found"})
         elif path == MCP_PATH:
             await self._mcp(scope, receive, send)
         elif path == AUTHORIZE_PATH and method in ("GET", "POST"):
@@ -439,7 +451,7 @@ class OAuthControlApp:
                     self.stats.mcp_unauthorized += 1
                 # The SDK's challenge names error and resource_metadata; clients also want the scope to ask for.
                 message["headers"] = [
-                    (name, value + challenge_scope if name.lower() == b"www-authenticate" else value)
+                    (name, self._challenge(value) + challenge_scope if name.lower() == b"www-authenticate" else value)
                     for name, value in message["headers"]
                 ]
             await send(message)
@@ -457,6 +469,12 @@ class OAuthControlApp:
                     return
                 self.stats.tool_calls += 1
         await self.inner(scope, receive, send_with_scope)
+
+    def _challenge(self, value: bytes) -> bytes:
+        if self.options.prm:
+            return value
+        # A 2025-03-26 era server names no resource metadata.
+        return re.sub(rb',?\s*resource_metadata="[^"]*"', b"", value).replace(b"Bearer , ", b"Bearer ")
 
     async def _lacks_call_scopes(self, headers: list[tuple[bytes, bytes]]) -> bool:
         if not self.options.call_scopes:
@@ -650,6 +668,8 @@ def parse_args(argv: list[str] | None = None) -> OAuthServerOptions:
     parser.add_argument("--no-rotate", action="store_true", help="refresh tokens stay valid after use")
     parser.add_argument("--refresh-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--no-iss", action="store_true", help="no RFC 9207 iss in authorization responses")
+    parser.add_argument("--no-prm", action="store_true", help="no protected resource metadata (2025-03-26 era)")
+    parser.add_argument("--no-as-metadata", action="store_true", help="no authorization server metadata either")
     parser.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process dies")
     args = parser.parse_args(argv)
     scopes = args.scopes.split()
@@ -673,6 +693,8 @@ def parse_args(argv: list[str] | None = None) -> OAuthServerOptions:
         rotate=not args.no_rotate,
         refresh_delay=args.refresh_delay,
         iss=not args.no_iss,
+        prm=not args.no_prm,
+        as_metadata=not args.no_as_metadata,
         exit_with_parent=args.exit_with_parent,
     )
 
