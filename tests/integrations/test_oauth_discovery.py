@@ -677,4 +677,5 @@ def test_well_known_requests_are_counted_separately(mcp_server: RunningMcpServer
         "wellKnown": 1,
         "modern": 0,
         "methods": [],
+        "resumptions": [],
     }

@@ -54,6 +54,7 @@ _FLAGS = {
     "issuer": "--issuer",
     "scope_count": "--scope-count",
     "metadata_format": "--metadata-format",
+    "retry_ms": "--retry-ms",
 }
 # Options without a value: passed when true.
 _SWITCHES = {

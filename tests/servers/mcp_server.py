@@ -12,6 +12,11 @@ endpoint the same port serves a small control API for tests:
 
 The SDK's server speaks both protocol eras; ``--legacy-only`` makes it answer 2026-era requests as a
 handshake-era server does (400, "Missing session ID"), so clients fall back to ``initialize``.
+``--retry-ms N`` makes Streamable HTTP streams resumable (an in-memory event store, SSE ``retry: N``) and adds the
+read-only tool ``close_stream``, which closes its call's SSE stream before answering: the answer reaches a client
+that waits ``N`` ms and resumes with ``Last-Event-ID`` (SEP-1699; the SDK offers this to handshake-era clients,
+so combine it with ``--legacy-only``). ``resumptions`` in ``/_control/requests`` lists the ``Last-Event-ID`` of
+every GET that resumed a stream.
 ``--no-tools-capability`` serves no tools at all: the server declares no ``tools`` capability and answers
 ``tools/list`` with "method not found", as a prompts-only or resources-only server does.
 
@@ -40,7 +45,8 @@ from mcp.server import MCPServer, ServerRequestContext
 from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool as ServerTool
-from mcp_types import ListToolsResult, PaginatedRequestParams, Tool, ToolAnnotations
+from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
+from mcp_types import JSONRPCMessage, ListToolsResult, PaginatedRequestParams, Tool, ToolAnnotations
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
@@ -88,6 +94,7 @@ class ServerOptions:
     legacy_only: bool = False
     call_tools: bool = False
     no_tools_capability: bool = False
+    retry_ms: int | None = None
 
     @property
     def mcp_path(self) -> str:
@@ -111,6 +118,7 @@ class ServerState:
     modern_count: int = 0
     header_names: set[str] = field(default_factory=set)
     methods: list[str] = field(default_factory=list)
+    resumptions: list[str] = field(default_factory=list)
 
 
 def _make_tool_fn(index: int) -> Callable[..., str]:
@@ -185,6 +193,35 @@ def _add_call_tools(server: MCPServer[Any]) -> None:
         return "x" * size
 
 
+def _add_close_stream_tool(server: MCPServer[Any]) -> None:
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    async def close_stream(ctx: Context[Any, Any]) -> str:
+        """Closes this call's SSE stream, then answers (on the stream the client resumes)."""
+        await ctx.close_sse_stream()
+        return "answered on the resumed stream"
+
+
+class MemoryEventStore(EventStore):
+    """Every event of every stream, in order, for replay after a Last-Event-ID (tests keep few)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[StreamId, JSONRPCMessage | None]] = []
+
+    async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
+        self.events.append((stream_id, message))
+        return str(len(self.events))
+
+    async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
+        if not last_event_id.isdigit() or not 0 < int(last_event_id) <= len(self.events):
+            return None
+        stream_id = self.events[int(last_event_id) - 1][0]
+        for index in range(int(last_event_id), len(self.events)):
+            other, message = self.events[index]
+            if other == stream_id and message is not None:
+                await send_callback(EventMessage(message, str(index + 1)))
+        return stream_id
+
+
 class ConfigurableMcpServer(MCPServer[Any]):
     """MCPServer whose tools/list honours cursors, can be slowed down, and reflects control-API edits.
 
@@ -196,6 +233,8 @@ class ConfigurableMcpServer(MCPServer[Any]):
         super().__init__("test-mcp-server", log_level="WARNING", tools=tools)
         if options.call_tools:
             _add_call_tools(self)
+        if options.retry_ms is not None:
+            _add_close_stream_tool(self)
         if options.no_tools_capability:
             # The SDK derives the capability from the handlers it has; MCPServer always registers these two.
             for method in ("tools/list", "tools/call"):
@@ -331,6 +370,9 @@ class ControlApp:
         is_mcp_post = scope["method"] == "POST" and path == self.options.mcp_path
         if on_mcp_path and scope["method"] == "POST":
             receive = await self._record_methods(receive)
+        resumed = next((v.decode("latin-1") for k, v in headers if k.lower() == b"last-event-id"), None)
+        if on_mcp_path and scope["method"] == "GET" and resumed is not None:
+            self.state.resumptions.append(resumed)
         modern = on_mcp_path and any(
             k.lower() == b"mcp-protocol-version" and v.decode("latin-1") in MODERN_PROTOCOL_VERSIONS for k, v in headers
         )
@@ -422,6 +464,7 @@ class ControlApp:
                 "wellKnown": self.state.well_known_count,
                 "modern": self.state.modern_count,
                 "methods": self.state.methods,
+                "resumptions": self.state.resumptions,
             }
             await _send_json(send, 200, payload)
             return
@@ -464,6 +507,9 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
     parser.add_argument("--call-tools", action="store_true", help="add the tool-call test tools (see _add_call_tools)")
     parser.add_argument(
         "--no-tools-capability", action="store_true", help="declare no tools capability, serve no tools"
+    )
+    parser.add_argument(
+        "--retry-ms", type=int, metavar="N", help="resumable streams with SSE retry N, tool close_stream"
     )
     parser.add_argument("--description-size", type=int, metavar="BYTES", help="length of every tool description")
     parser.add_argument(
@@ -517,6 +563,7 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
         legacy_only=args.legacy_only,
         call_tools=args.call_tools,
         no_tools_capability=args.no_tools_capability,
+        retry_ms=args.retry_ms,
     )
 
 
@@ -526,6 +573,10 @@ async def serve(options: ServerOptions) -> None:
     inner: ASGIApp
     if options.transport == "sse":
         inner = server.sse_app(host=options.host)
+    elif options.retry_ms is not None:
+        inner = server.streamable_http_app(
+            host=options.host, event_store=MemoryEventStore(), retry_interval=options.retry_ms
+        )
     else:
         inner = server.streamable_http_app(host=options.host)
     app = ControlApp(inner, server, options, state)
