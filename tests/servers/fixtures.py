@@ -67,6 +67,7 @@ _SWITCHES = {
     "no_as_metadata": "--no-as-metadata",
     "legacy_only": "--legacy-only",
     "no_tools_capability": "--no-tools-capability",
+    "elicit_tool": "--elicit-tool",
 }
 
 

@@ -17,6 +17,9 @@ read-only tool ``close_stream``, which closes its call's SSE stream before answe
 that waits ``N`` ms and resumes with ``Last-Event-ID`` (SEP-1699; the SDK offers this to handshake-era clients,
 so combine it with ``--legacy-only``). ``resumptions`` in ``/_control/requests`` lists the ``Last-Event-ID`` of
 every GET that resumed a stream.
+``--elicit-tool`` adds the read-only tool ``fill_in_form``, which asks its client to fill in a form whose fields all
+have defaults (an elicitation; handshake-era sessions only, so combine it with ``--legacy-only``) and answers with
+what came back.
 ``--no-tools-capability`` serves no tools at all: the server declares no ``tools`` capability and answers
 ``tools/list`` with "method not found", as a prompts-only or resources-only server does.
 
@@ -95,6 +98,7 @@ class ServerOptions:
     call_tools: bool = False
     no_tools_capability: bool = False
     retry_ms: int | None = None
+    elicit_tool: bool = False
 
     @property
     def mcp_path(self) -> str:
@@ -193,6 +197,22 @@ def _add_call_tools(server: MCPServer[Any]) -> None:
         return "x" * size
 
 
+class Profile(BaseModel):
+    name: str = "John Doe"
+    age: int = 30
+    verified: bool = True
+
+
+def _add_elicit_tool(server: MCPServer[Any]) -> None:
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    async def fill_in_form(ctx: Context[Any, Any]) -> str:
+        """Asks the client to fill in a form (an elicitation) and answers with what came back."""
+        answer = await ctx.elicit("Please confirm your profile", Profile)
+        if answer.action != "accept":
+            return answer.action
+        return "accepted " + answer.data.model_dump_json()
+
+
 def _add_close_stream_tool(server: MCPServer[Any]) -> None:
     @server.tool(annotations=ToolAnnotations(read_only_hint=True))
     async def close_stream(ctx: Context[Any, Any]) -> str:
@@ -235,6 +255,8 @@ class ConfigurableMcpServer(MCPServer[Any]):
             _add_call_tools(self)
         if options.retry_ms is not None:
             _add_close_stream_tool(self)
+        if options.elicit_tool:
+            _add_elicit_tool(self)
         if options.no_tools_capability:
             # The SDK derives the capability from the handlers it has; MCPServer always registers these two.
             for method in ("tools/list", "tools/call"):
@@ -508,6 +530,7 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
     parser.add_argument(
         "--no-tools-capability", action="store_true", help="declare no tools capability, serve no tools"
     )
+    parser.add_argument("--elicit-tool", action="store_true", help="add fill_in_form, which elicits a form")
     parser.add_argument(
         "--retry-ms", type=int, metavar="N", help="resumable streams with SSE retry N, tool close_stream"
     )
@@ -564,6 +587,7 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
         call_tools=args.call_tools,
         no_tools_capability=args.no_tools_capability,
         retry_ms=args.retry_ms,
+        elicit_tool=args.elicit_tool,
     )
 
 
