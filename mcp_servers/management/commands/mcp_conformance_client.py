@@ -31,6 +31,7 @@ from mcp_servers.limits import mcp_client_factory, oauth_client, outbound_policy
 from mcp_servers.models import AccessMode, McpServer, McpTool, SyncStatus, ToolCallStatus
 from mcp_servers.services import callback_url, mcp_server_create, oauth_callback_accept
 from mcp_servers.services.tool_calls import Caller, tool_call_decide, tool_call_execute, tool_call_request
+from mcp_servers.validation import ClientCredentialsInput
 from organizations.models import Membership
 from organizations.services import membership_set, organization_create
 
@@ -55,12 +56,26 @@ class Command(BaseCommand):
         server_url: str = options["server_url"]
         settings.MCP_OAUTH_CLIENT_METADATA_URL = options["client_metadata_url"]
         context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
-        if context.get("client_id"):
+        scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
+        client_credentials: ClientCredentialsInput | None = None
+        if scenario.startswith("auth/client-credentials"):
+            # A machine-to-machine client, configured on the server as an admin would (the API's clientCredentials).
+            client_credentials = ClientCredentialsInput(
+                client_id=context["client_id"],
+                client_secret=context.get("client_secret"),
+                private_key=context.get("private_key_pem"),
+                signing_algorithm=context.get("signing_algorithm"),
+            )
+        elif context.get("client_id"):
             self._preregister(server_url, context)
 
         organization = organization_create(name="Conformance")
         server = mcp_server_create(
-            organization=organization, created_by=None, display_name="Conformance", server_url=server_url
+            organization=organization,
+            created_by=None,
+            display_name="Conformance",
+            server_url=server_url,
+            client_credentials=client_credentials,
         )
         server.refresh_from_db()
         authorizations = 0
