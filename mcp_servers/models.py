@@ -133,6 +133,33 @@ class OAuthClientSource(models.TextChoices):
     PREREGISTERED = "PREREGISTERED"
     CLIENT_METADATA_DOCUMENT = "CLIENT_METADATA_DOCUMENT"
     DYNAMIC_REGISTRATION = "DYNAMIC_REGISTRATION"
+    CLIENT_CREDENTIALS = "CLIENT_CREDENTIALS"  # the server's own McpServerClientCredentials (no person involved)
+
+
+class McpServerClientCredentials(models.Model):
+    """A machine-to-machine OAuth client an admin configured for one server (the MCP OAuth client-credentials
+    extension): its tokens come from the client_credentials grant, without a person in the loop. Either a client
+    secret (client_secret_basic, or client_secret_post where that is all the server takes) or a private key that
+    signs a private_key_jwt assertion (RFC 7523). The secret and the key are encrypted and write-only."""
+
+    server = models.OneToOneField(McpServer, on_delete=models.CASCADE, related_name="client_credentials")
+    client_id = models.CharField(max_length=2000)
+    client_secret = EncryptedTextField(null=True, blank=True)
+    private_key = EncryptedTextField(null=True, blank=True)  # PEM (PKCS#8)
+    signing_algorithm = models.CharField(max_length=8, blank=True, default="")  # with private_key: ES256, RS256 ...
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "OAuth client credentials"
+        verbose_name_plural = "OAuth client credentials"
+
+    def __str__(self) -> str:
+        return f"Client credentials for {self.server_id}"
+
+    @property
+    def auth_method(self) -> str:
+        return "private_key_jwt" if self.private_key else "client_secret_basic"
 
 
 class McpServerOAuth(models.Model):

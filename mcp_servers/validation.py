@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.errors import ValidationError
+from integrations.oauth import private_key_problem
 from integrations.outbound import CheckedUrl, DestinationRefused, InvalidUrl, check_url
 from mcp_servers.limits import outbound_policy
 
@@ -91,3 +92,52 @@ def validate_headers(headers: Sequence[HeaderInput], *, field_name: str = "heade
     if total > HEADERS_TOTAL_MAX:
         raise ValidationError(field_name, f"all headers together must be at most {HEADERS_TOTAL_MAX} characters.")
     return cleaned
+
+
+# --- OAuth client credentials (the client-credentials extension) ---------------------------------------------------
+
+SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+_MAX_CLIENT_ID = 2000
+_MAX_SECRET = 4096
+_MAX_PRIVATE_KEY = 16384
+
+
+@dataclass(frozen=True)
+class ClientCredentialsInput:
+    """A machine-to-machine OAuth client for one server: its id and either a secret or a private key (PEM) with the
+    algorithm it signs private_key_jwt assertions with."""
+
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    private_key: str | None = field(default=None, repr=False)
+    signing_algorithm: str | None = None
+
+
+def validate_client_credentials(
+    credentials: ClientCredentialsInput, *, field_name: str = "clientCredentials"
+) -> ClientCredentialsInput:
+    """The credentials as stored, or a ValidationError naming the field (never quoting a secret or a key)."""
+    client_id = credentials.client_id.strip()
+    if not client_id or len(client_id) > _MAX_CLIENT_ID or any(c in client_id for c in "\r\n\0"):
+        raise ValidationError(f"{field_name}.clientId", f"must be 1-{_MAX_CLIENT_ID} characters on one line.")
+    secret, key = credentials.client_secret or None, credentials.private_key or None
+    if (secret is None) == (key is None):
+        raise ValidationError(field_name, "needs exactly one of clientSecret and privateKey.")
+    if secret is not None:
+        if len(secret) > _MAX_SECRET or any(c in secret for c in "\r\n\0"):
+            raise ValidationError(
+                f"{field_name}.clientSecret", f"must be at most {_MAX_SECRET} characters on one line."
+            )
+        if credentials.signing_algorithm:
+            raise ValidationError(f"{field_name}.signingAlgorithm", "applies only with privateKey.")
+        return ClientCredentialsInput(client_id=client_id, client_secret=secret)
+    assert key is not None
+    algorithm = credentials.signing_algorithm or "RS256"
+    if algorithm not in SIGNING_ALGORITHMS:
+        raise ValidationError(f"{field_name}.signingAlgorithm", f"must be one of {', '.join(SIGNING_ALGORITHMS)}.")
+    if len(key) > _MAX_PRIVATE_KEY:
+        raise ValidationError(f"{field_name}.privateKey", f"must be at most {_MAX_PRIVATE_KEY} characters.")
+    problem = private_key_problem(key, algorithm)
+    if problem is not None:
+        raise ValidationError(f"{field_name}.privateKey", f"{problem}.")
+    return ClientCredentialsInput(client_id=client_id, private_key=key, signing_algorithm=algorithm)

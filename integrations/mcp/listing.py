@@ -19,6 +19,8 @@ Bounds, all taken from ``SyncLimits``:
   reads at most 64 KiB of its response body;
 * volume: at most ``max_pages`` tools/list pages and ``max_tools`` tools.
 
+A server whose negotiated capabilities have no ``tools`` lists no tools: no ``tools/list`` is sent.
+
 Not bounded here: the memory the SDK's pydantic models take for a response that is within the byte bound, and
 the number of response headers (httpcore2 has its own limits on those).
 
@@ -228,6 +230,10 @@ class _ToolLister:
             cache=None,
             read_timeout_seconds=self.limits.read_seconds,
         ) as client:
+            if client.server_capabilities.tools is None:
+                # A server that declares no tools capability (prompts or resources only) has no tools to list,
+                # and a client must not ask for them (MCP lifecycle: use only negotiated capabilities).
+                return []
             self.state.stage = "tools/list"
             return await self._collect(client)
 

@@ -1,7 +1,7 @@
 """OAuth discovery for remote MCP servers: find the authorization server a server's 401 challenge points at.
 
 It follows the MCP authorization specification
-(revisions 2025-06-18 and 2025-11-25):
+(revisions 2025-06-18 and 2025-11-25, and the 2025-03-26 revision's discovery for servers of that era):
 
 1. Protected resource metadata (RFC 9728): from the challenge's ``resource_metadata`` URL if it names one,
    then the well-known URIs built from the MCP server URL, path-suffixed first, then the root one. A candidate
@@ -13,6 +13,14 @@ It follows the MCP authorization specification
    discovery, in the spec's order for issuers with and without a path. The document's ``issuer`` must be the
    issuer it was fetched for (simple string comparison; a root issuer with or without its trailing slash counts
    as the same, as the SDK does).
+3. A server without protected resource metadata is a server of the 2025-03-26 revision, whose "authorization base
+   URL" is the MCP server's origin: its metadata is read from the origin's well-known URIs, and the ``issuer`` it
+   names is accepted when it is on that same origin (such servers often name an issuer with a path, say
+   ``https://mcp.example.com/oauth``, while publishing its metadata at the root). An issuer on any other origin is
+   still refused: the document would otherwise let a server borrow another authorization server's identity, and
+   pre-registered clients are chosen by issuer. When the origin serves no metadata at all, that revision's
+   default endpoints are used: ``/authorize``, ``/token`` and ``/register`` at the origin (``from_defaults``).
+   Servers with protected resource metadata are held to rule 2, unchanged.
 
 Security rules:
 
@@ -99,6 +107,9 @@ class AuthorizationServerMetadata:
     client_id_metadata_document_supported: bool
     token_endpoint_auth_methods_supported: list[str] | None = None
     authorization_response_iss_parameter_supported: bool = False
+    # No metadata was published: the 2025-03-26 revision's default endpoints at the MCP server's origin. That
+    # revision makes PKCE mandatory for every client, so S256 is used although nothing advertises it.
+    from_defaults: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,8 +213,10 @@ class _Discovery:
         server = check(self.server_url, "The MCP server URL", self.policy)
         protected_resource = await self._protected_resource(challenge.resource_metadata_url)
         # Without protected resource metadata the server's origin is the issuer (the MCP spec's fallback).
-        issuer = protected_resource.authorization_servers[0] if protected_resource is not None else origin_of(server)
-        authorization_server = await self._authorization_server(issuer)
+        if protected_resource is not None:
+            authorization_server = await self._authorization_server(protected_resource.authorization_servers[0])
+        else:
+            authorization_server = await self._authorization_server(origin_of(server), legacy=True)
         return OAuthDiscovery(protected_resource=protected_resource, authorization_server=authorization_server)
 
     async def _protected_resource(self, resource_metadata_url: str | None) -> ProtectedResourceMetadata | None:
@@ -220,7 +233,8 @@ class _Discovery:
             return self._parse_protected_resource(document, checked)
         return None
 
-    async def _authorization_server(self, issuer: str) -> AuthorizationServerMetadata:
+    async def _authorization_server(self, issuer: str, *, legacy: bool = False) -> AuthorizationServerMetadata:
+        """The metadata of ``issuer``; with ``legacy``, ``issuer`` is the origin of a 2025-03-26 era server."""
         checked_issuer = check(issuer, "The authorization server URL", self.policy)
         require_https(checked_issuer, "The authorization server's issuer URL", self.policy)
         parts = urlsplit(issuer)
@@ -232,7 +246,9 @@ class _Discovery:
                 document = await self._fetch_json(checked, _ASM)
             except _NotServed:
                 continue
-            return self._parse_authorization_server(document, checked, issuer)
+            return self._parse_authorization_server(document, checked, issuer, legacy=legacy)
+        if legacy and not self.redirect_refused:
+            return self._default_endpoints(issuer)
         note = " (a redirect to another origin was not followed)" if self.redirect_refused else ""
         raise OAuthError(f"No OAuth authorization server metadata was found for {host_of(checked_issuer)}{note}.")
 
@@ -250,8 +266,27 @@ class _Discovery:
             raise OAuthError(f"The OAuth {_PRM} from {host} describes a different resource.")
         return ProtectedResourceMetadata(resource=resource, authorization_servers=servers, scopes_supported=scopes)
 
+    def _default_endpoints(self, origin: str) -> AuthorizationServerMetadata:
+        """The 2025-03-26 revision's fallback for a server that publishes no metadata: fixed paths at its origin."""
+        base = origin.rstrip("/")
+        endpoints = {name: f"{base}/{name}" for name in ("authorize", "token", "register")}
+        for name, url in endpoints.items():
+            what = f"The authorization server's default {name} endpoint"
+            require_https(check(url, what, self.policy), what, self.policy)
+        return AuthorizationServerMetadata(
+            issuer=base,
+            authorization_endpoint=endpoints["authorize"],
+            token_endpoint=endpoints["token"],
+            registration_endpoint=endpoints["register"],
+            revocation_endpoint=None,
+            scopes_supported=None,
+            code_challenge_methods_supported=None,
+            client_id_metadata_document_supported=False,
+            from_defaults=True,
+        )
+
     def _parse_authorization_server(
-        self, document: dict[str, Any], source: CheckedUrl, expected_issuer: str
+        self, document: dict[str, Any], source: CheckedUrl, expected_issuer: str, *, legacy: bool = False
     ) -> AuthorizationServerMetadata:
         host = host_of(source)
         try:
@@ -273,7 +308,7 @@ class _Discovery:
             raise OAuthError(f"The OAuth {_ASM} from {host} is malformed.") from None
         # RFC 8414 section 3.3: simple string comparison, except that a root issuer with and without its trailing
         # slash name the same server (the SDK's rule).
-        if not issuers_match(issuer, expected_issuer):
+        if not (issuers_match(issuer, expected_issuer) or (legacy and _same_origin(issuer, expected_issuer))):
             raise OAuthError(f"The OAuth {_ASM} from {host} names a different issuer than the one it was fetched for.")
         endpoints = {
             "authorization": authorization_endpoint,
@@ -368,6 +403,21 @@ class _Discovery:
 
 class _Malformed(Exception):
     pass
+
+
+def _same_origin(url: str, origin: str) -> bool:
+    """Whether ``url`` is an http(s) URL without query or fragment on ``origin`` (scheme, host and port)."""
+    try:
+        parts, expected = httpx2.URL(url), httpx2.URL(origin)
+    except (httpx2.InvalidURL, TypeError):
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and not parts.query
+        and not parts.fragment
+        and not parts.userinfo
+        and (parts.scheme, parts.host, parts.port) == (expected.scheme, expected.host, expected.port)
+    )
 
 
 def _required_str(document: dict[str, Any], key: str) -> str:

@@ -1,5 +1,7 @@
 """The OAuth authorization-code flow toward an MCP server's authorization server: PKCE S256, the authorization URL,
-client identity (RFC 7591 registration, client ID metadata documents), the token exchange, refresh and revocation.
+client identity (RFC 7591 registration, client ID metadata documents), the token exchange, refresh and revocation;
+and the client_credentials grant of the MCP OAuth client-credentials extension (SEP-1046), with a client secret or
+a private_key_jwt assertion (RFC 7523).
 
 Every request carries only the headers built here (the caller's client may hold the MCP server's static headers),
 follows no redirect, reads a bounded answer, and turns every failure into an `OAuthError`.
@@ -11,13 +13,15 @@ import base64
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import anyio
 import httpx2
+import jwt
 from mcp.client.auth.utils import is_valid_client_metadata_url, issuers_match
 from mcp.shared.auth_utils import resource_url_from_server_url
 
@@ -45,7 +49,69 @@ _REVOCATION_STEP = "token revocation"
 class ClientCredentials:
     client_id: str
     client_secret: str | None
-    auth_method: str  # "none", "client_secret_basic" or "client_secret_post"
+    auth_method: str  # "none", "client_secret_basic", "client_secret_post" or "private_key_jwt"
+    # private_key_jwt: the PEM key that signs the assertion, its algorithm, and the assertion's audience (the issuer).
+    private_key: str | None = field(default=None, repr=False)
+    signing_algorithm: str | None = None
+    assertion_audience: str | None = None
+
+
+JWT_BEARER_ASSERTION: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_LIFETIME_SECONDS: Final = 60
+
+
+def client_assertion(client: ClientCredentials) -> str:
+    """A private_key_jwt client assertion (RFC 7523 section 3): issued by and about the client, for the
+    authorization server, short-lived and single-use (``jti``)."""
+    if not client.private_key or not client.assertion_audience:
+        raise OAuthError("A private_key_jwt client needs a private key and the authorization server's issuer.")
+    now = int(time.time())
+    claims = {
+        "iss": client.client_id,
+        "sub": client.client_id,
+        "aud": client.assertion_audience,
+        "iat": now,
+        "exp": now + ASSERTION_LIFETIME_SECONDS,
+        "jti": secrets.token_urlsafe(16),
+    }
+    try:
+        return jwt.encode(claims, client.private_key, algorithm=client.signing_algorithm or "RS256")
+    except (jwt.PyJWTError, ValueError, TypeError):
+        # The key's own error text is not repeated: it may quote the key.
+        raise OAuthError("The configured private key cannot sign a client assertion with that algorithm.") from None
+
+
+def private_key_problem(private_key: str, algorithm: str) -> str | None:
+    """Why a PEM private key cannot sign client assertions with ``algorithm``, or None when it can."""
+    client = ClientCredentials(
+        client_id="check",
+        client_secret=None,
+        auth_method="private_key_jwt",
+        private_key=private_key,
+        signing_algorithm=algorithm,
+        assertion_audience="https://issuer.invalid",
+    )
+    try:
+        client_assertion(client)
+    except OAuthError:
+        return "is not a PEM private key that can sign with " + algorithm
+    return None
+
+
+async def aclient_credentials(
+    http: httpx2.AsyncClient,
+    token_endpoint: str,
+    client: ClientCredentials,
+    *,
+    resource: str,
+    scope: str | None,
+    policy: OutboundPolicy,
+) -> TokenSet:
+    """The client_credentials grant (OAuth 2.1 section 4.2): a token for the client itself, no person involved."""
+    form = {"grant_type": "client_credentials", "resource": resource}
+    if scope:
+        form["scope"] = scope
+    return _token_set(await _post(http, token_endpoint, _TOKEN_STEP, policy, form=form, client=client))
 
 
 @dataclass(frozen=True)
@@ -78,8 +144,9 @@ def pkce_pair() -> tuple[str, str]:
 
 
 def supports_pkce_s256(metadata: AuthorizationServerMetadata) -> bool:
-    """The MCP spec (2025-11-25) forbids proceeding unless the server advertises S256."""
-    return "S256" in (metadata.code_challenge_methods_supported or [])
+    """The MCP spec (2025-11-25) forbids proceeding unless the server advertises S256. A 2025-03-26 era server that
+    publishes no metadata cannot advertise anything, and that revision requires PKCE of every client: S256 it is."""
+    return metadata.from_defaults or "S256" in (metadata.code_challenge_methods_supported or [])
 
 
 def resource_for(server_url: str, discovery: OAuthDiscovery) -> str:
@@ -277,6 +344,9 @@ async def _post(
             headers["authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
         elif client.auth_method == "client_secret_post" and client.client_secret is not None:
             form["client_secret"] = client.client_secret
+        elif client.auth_method == "private_key_jwt":
+            form["client_assertion_type"] = JWT_BEARER_ASSERTION
+            form["client_assertion"] = client_assertion(client)
     request = http.build_request("POST", checked.url, data=form, json=json_body, headers=headers)
     for name in list(request.headers.keys()):
         if (

@@ -6,7 +6,8 @@ No form here saves a model: the admin passes what the forms collected to `mcp_se
 
 Header values are write-only. A header row's value input is a password input that never renders a
 value, the form never loads the stored value (its field is not the model's), and an existing header
-left blank keeps its secret.
+left blank keeps its secret. The OAuth client credentials are write-only the same way: the secret and the private
+key are inputs that never render a value, and only the client id is shown back.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from django.http import HttpRequest
 
 from core.errors import ValidationError
 from mcp_servers.models import AccessMode, McpServer, McpServerHeader, McpTool
-from mcp_servers.validation import DISPLAY_NAME_MAX, HeaderInput, validate_headers
+from mcp_servers.validation import (
+    DISPLAY_NAME_MAX,
+    SIGNING_ALGORITHMS,
+    ClientCredentialsInput,
+    HeaderInput,
+    validate_headers,
+)
 
 # The contract's field names, as the services name them in a ValidationError, and the form fields they fill.
 SERVER_FIELDS = {
@@ -31,7 +38,13 @@ SERVER_FIELDS = {
     "serverUrl": "server_url",
     "everyoneInOrganizationCanAccess": "everyone_in_organization_can_access",
     "organization": "organization",
+    "clientCredentials": "oauth_client_id",
+    "clientCredentials.clientId": "oauth_client_id",
+    "clientCredentials.clientSecret": "oauth_client_secret",
+    "clientCredentials.privateKey": "oauth_private_key",
+    "clientCredentials.signingAlgorithm": "oauth_signing_algorithm",
 }
+CLIENT_CREDENTIAL_FIELDS = ("oauth_client_id", "oauth_client_secret", "oauth_private_key", "oauth_signing_algorithm")
 _HEADER_ERROR_FIELD = re.compile(
     r"^(?P<list>headers|setHeaders|removeHeaders)(?:\[(?P<index>\d+)\](?:\.(?P<part>key|value))?)?$"
 )
@@ -118,8 +131,61 @@ class McpServerAdminForm(forms.ModelForm):
         help_text="When unchecked, only organization admins and members given access can use this server's tools.",
     )
 
+    oauth_client_id = forms.CharField(
+        label="OAuth client id",
+        required=False,
+        widget=forms.TextInput(attrs={"class": "vTextField", "autocomplete": "off"}),
+        help_text=(
+            "For a server without a person in the loop (the MCP OAuth client-credentials extension): the client "
+            "registered for this service at the server's authorization server. The service gets and renews its "
+            "tokens itself. Give it with a secret or a private key; leave all blank to keep what is stored."
+        ),
+    )
+    oauth_client_secret = forms.CharField(
+        label="OAuth client secret",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}, render_value=False),
+        help_text="Sent with HTTP Basic authentication. Write-only: it is never shown again.",
+    )
+    oauth_private_key = forms.CharField(
+        label="OAuth private key (PEM)",
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "off", "spellcheck": "false"}),
+        help_text="Instead of a secret: a PKCS#8 PEM key that signs private_key_jwt assertions. Write-only.",
+    )
+    oauth_signing_algorithm = forms.ChoiceField(
+        label="Key algorithm",
+        required=False,
+        choices=[("", "RS256 (default)"), *((name, name) for name in SIGNING_ALGORITHMS)],
+        help_text="The JWS algorithm of the private key.",
+    )
+    oauth_remove_client_credentials = forms.BooleanField(label="Remove the OAuth client credentials", required=False)
+
     # Set on the class the admin builds when a save was refused by a service.
     service_error: ClassVar[ServiceError | None] = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        configured = getattr(self.instance, "client_credentials", None) if self.instance.pk else None
+        if configured is not None and "oauth_client_id" in self.fields:
+            self.fields["oauth_client_id"].help_text = (
+                f"Configured: client “{configured.client_id}” ({configured.auth_method}). Enter a client id with a "
+                "new secret or key to replace it; the stored secret or key is never shown."
+            )
+
+    def client_credentials(self) -> ClientCredentialsInput | None:
+        """New credentials when any was entered (the service says what is missing), else None."""
+        data = self.cleaned_data
+        if not any(data.get(name) for name in CLIENT_CREDENTIAL_FIELDS):
+            return None
+        return ClientCredentialsInput(
+            client_id=data.get("oauth_client_id") or "",
+            client_secret=data.get("oauth_client_secret") or None,
+            private_key=data.get("oauth_private_key") or None,
+            signing_algorithm=data.get("oauth_signing_algorithm") or None,
+        )
 
     class Meta:
         model = McpServer

@@ -226,9 +226,15 @@ class McpServerAdmin(TitledAdmin, OrganizationScopedAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = ["organization", "display_name", "server_url", "everyone_in_organization_can_access"]
+        credentials = ["oauth_client_id", "oauth_client_secret", "oauth_private_key", "oauth_signing_algorithm"]
         if obj is not None:
             fields.insert(2, "server_label")
-        return [(None, {"fields": fields})]
+            if hasattr(obj, "client_credentials"):
+                credentials.append("oauth_remove_client_credentials")
+        return [
+            (None, {"fields": fields}),
+            ("OAuth client credentials (machine to machine)", {"fields": credentials, "classes": ["collapse"]}),
+        ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         return ("organization", "server_label") if obj is not None else ()
@@ -287,6 +293,7 @@ class McpServerAdmin(TitledAdmin, OrganizationScopedAdmin):
                     server_url=data.get("server_url") or "",
                     headers=plan.headers if plan is not None else [],
                     everyone_in_organization_can_access=bool(data.get("everyone_in_organization_can_access")),
+                    client_credentials=form.client_credentials(),
                 )
             # What the rest of the admin's save (history, the redirect) reads of the new server.
             for model_field in McpServer._meta.concrete_fields:
@@ -301,6 +308,8 @@ class McpServerAdmin(TitledAdmin, OrganizationScopedAdmin):
                 set_headers=plan.headers if plan is not None else (),
                 remove_headers=plan.removed_keys if plan is not None else (),
                 everyone_in_organization_can_access=bool(data.get("everyone_in_organization_can_access")),
+                client_credentials=form.client_credentials(),
+                remove_client_credentials=bool(data.get("oauth_remove_client_credentials")),
             )
         if result.resync_queued:
             _defer_sync_report(request, obj.pk, "Saved; the server changed, so its tools were synced again.")

@@ -228,6 +228,23 @@ class HeaderInputSerializer(serializers.Serializer):
     value = serializers.CharField(allow_blank=True, trim_whitespace=False)
 
 
+class ClientCredentialsInputSerializer(serializers.Serializer):
+    clientId = serializers.CharField(
+        help_text="The OAuth client id registered for this service at the server's authorization server"
+    )
+    clientSecret = serializers.CharField(
+        required=False,
+        help_text="Its secret (client_secret_basic); write-only. Exactly one of clientSecret and privateKey",
+    )
+    privateKey = serializers.CharField(
+        required=False,
+        help_text="A PEM (PKCS#8) private key that signs private_key_jwt assertions (RFC 7523); write-only",
+    )
+    signingAlgorithm = serializers.CharField(
+        required=False, help_text="The key's JWS algorithm (RS256 by default; ES256, PS256, EdDSA, ...)"
+    )
+
+
 class McpServerCreateRequestSerializer(serializers.Serializer):
     displayName = serializers.CharField(
         min_length=1, max_length=DISPLAY_NAME_MAX, help_text="Display name for the MCP server"
@@ -238,6 +255,12 @@ class McpServerCreateRequestSerializer(serializers.Serializer):
     )
     everyoneInOrganizationCanAccess = serializers.BooleanField(
         required=False, default=True, help_text="Whether every member in the organization can use this MCP server"
+    )
+    clientCredentials = ClientCredentialsInputSerializer(
+        required=False,
+        allow_null=True,
+        help_text="Extension (not in the create contract): a machine-to-machine OAuth client for this server (the MCP "
+        "client-credentials extension); the service gets and refreshes its tokens itself. Write-only.",
     )
 
 
@@ -274,6 +297,11 @@ class McpServerUpdateRequestSerializer(serializers.Serializer):
     )
     everyoneInOrganizationCanAccess = serializers.BooleanField(
         required=False, help_text="Whether every member in the organization can use this MCP server"
+    )
+    clientCredentials = ClientCredentialsInputSerializer(
+        required=False,
+        allow_null=True,
+        help_text="Replaces the server's OAuth client credentials (null removes them), discards its tokens, re-syncs",
     )
 
 

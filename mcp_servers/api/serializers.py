@@ -41,11 +41,19 @@ class HeaderInputSerializer(serializers.Serializer):
     value = StrictCharField()
 
 
+class ClientCredentialsInputSerializer(serializers.Serializer):
+    clientId = StrictCharField()
+    clientSecret = StrictCharField(required=False)
+    privateKey = StrictCharField(required=False)
+    signingAlgorithm = StrictCharField(required=False)
+
+
 class McpServerCreateInputSerializer(serializers.Serializer):
     displayName = StrictCharField()
     serverUrl = StrictCharField()
     headers = HeaderInputSerializer(many=True, required=False, default=list)
     everyoneInOrganizationCanAccess = StrictBooleanField(required=False, default=True)
+    clientCredentials = ClientCredentialsInputSerializer(required=False, allow_null=True)
 
 
 def _first_error(errors: Any, path: str = "") -> tuple[str, str]:
@@ -118,6 +126,7 @@ class McpServerUpdateInputSerializer(serializers.Serializer):
     setHeaders = HeaderInputSerializer(many=True, required=False)
     removeHeaders = serializers.ListField(child=StrictCharField(), required=False)
     everyoneInOrganizationCanAccess = StrictBooleanField(required=False)
+    clientCredentials = ClientCredentialsInputSerializer(required=False, allow_null=True)
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict) and "serverLabel" in data:

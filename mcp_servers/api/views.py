@@ -64,7 +64,7 @@ from mcp_servers.services.tool_calls import (
     tool_call_request,
     tool_call_run,
 )
-from mcp_servers.validation import HeaderInput
+from mcp_servers.validation import ClientCredentialsInput, HeaderInput
 from organizations.api import OrganizationApi
 from organizations.models import ApiKey
 
@@ -73,6 +73,17 @@ _MAX_ID = 2**63 - 1  # the largest primary key any supported database stores
 
 def _headers(items: list[dict[str, str]] | None) -> list[HeaderInput] | None:
     return None if items is None else [HeaderInput(key=h["key"], value=h["value"]) for h in items]
+
+
+def _client_credentials(item: dict[str, str] | None) -> ClientCredentialsInput | None:
+    if item is None:
+        return None
+    return ClientCredentialsInput(
+        client_id=item["clientId"],
+        client_secret=item.get("clientSecret"),
+        private_key=item.get("privateKey"),
+        signing_algorithm=item.get("signingAlgorithm"),
+    )
 
 
 class McpServerCollectionApi(OrganizationApi):
@@ -99,6 +110,7 @@ class McpServerCollectionApi(OrganizationApi):
             server_url=data["serverUrl"],
             headers=_headers(data["headers"]) or [],
             everyone_in_organization_can_access=data["everyoneInOrganizationCanAccess"],
+            client_credentials=_client_credentials(data.get("clientCredentials")),
         )
         if settings.MCP_SYNC_WAIT_SECONDS <= 0 and not settings.CELERY_TASK_ALWAYS_EAGER:
             # Nothing is awaited and the sync runs in a worker: the row as inserted is the answer, and a server
@@ -128,6 +140,8 @@ class McpServerDetailApi(OrganizationApi):
             set_headers=_headers(data.get("setHeaders")) or [],
             remove_headers=data.get("removeHeaders") or [],
             everyone_in_organization_can_access=data.get("everyoneInOrganizationCanAccess"),
+            client_credentials=_client_credentials(data.get("clientCredentials")),
+            remove_client_credentials="clientCredentials" in data and data["clientCredentials"] is None,
         )
         if result.resync_queued:
             mcp_server_wait_for_sync(server_id=server.pk, timeout=settings.MCP_SYNC_WAIT_SECONDS)

@@ -1,6 +1,10 @@
 """OAuth's persistence: a server's client credentials and tokens, stored encrypted, refreshed one at a time per
 server, and revoked when the server goes. The protocol is `integrations.oauth`; the authorization itself (URL,
-callback, code exchange) is `oauth_authorization`."""
+callback, code exchange) is `oauth_authorization`.
+
+A server with client credentials an admin configured (`McpServerClientCredentials`, the OAuth client-credentials
+extension) needs no person: its tokens come from the client_credentials grant, here, when its server first asks
+for authorization and again whenever they expire or are refused."""
 
 from __future__ import annotations
 
@@ -16,11 +20,18 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations import oauth
-from integrations.mcp import SyncLimits
+from integrations.mcp import AuthChallenge, SyncLimits
 from integrations.outbound import DestinationRefused
 from mcp_servers import dispatch
 from mcp_servers.limits import oauth_client, outbound_policy
-from mcp_servers.models import McpServer, McpServerOAuth, OAuthAuthorizationRequest, OAuthRevocation
+from mcp_servers.models import (
+    McpServer,
+    McpServerClientCredentials,
+    McpServerOAuth,
+    OAuthAuthorizationRequest,
+    OAuthClientSource,
+    OAuthRevocation,
+)
 from mcp_servers.services.retry import Retryable
 
 logger = logging.getLogger(__name__)
@@ -36,6 +47,103 @@ def oauth_call(limits: SyncLimits, call: Callable[[httpx2.AsyncClient], Awaitabl
 def credentials_of(row: McpServerOAuth) -> oauth.ClientCredentials:
     return oauth.ClientCredentials(
         client_id=row.client_id, client_secret=row.client_secret, auth_method=row.token_endpoint_auth_method
+    )
+
+
+def configured_credentials(
+    configured: McpServerClientCredentials, *, issuer: str, supported_methods: list[str] | None = None
+) -> oauth.ClientCredentials:
+    """The configured client as the token endpoint wants it: private_key_jwt with a key, else the secret by Basic
+    authentication (RFC 8414's default), or in the form where the server takes only that."""
+    if configured.private_key:
+        return oauth.ClientCredentials(
+            client_id=configured.client_id,
+            client_secret=None,
+            auth_method="private_key_jwt",
+            private_key=configured.private_key,
+            signing_algorithm=configured.signing_algorithm or "RS256",
+            assertion_audience=issuer,
+        )
+    supported = supported_methods or ["client_secret_basic"]
+    method = (
+        "client_secret_post"
+        if "client_secret_basic" not in supported and "client_secret_post" in supported
+        else ("client_secret_basic")
+    )
+    return oauth.ClientCredentials(
+        client_id=configured.client_id, client_secret=configured.client_secret, auth_method=method
+    )
+
+
+def oauth_client_credentials_grant(*, server: McpServer, challenge: AuthChallenge, limits: SyncLimits) -> str | None:
+    """For a server with configured client credentials that asks for authorization: discover its authorization
+    server, get a token with the client_credentials grant and store it as the server's OAuth credentials. Returns
+    the access token, or None when the server has no client credentials (a person must authorize).
+
+    Raises DestinationRefused when a discovered URL is refused, and oauth.OAuthError when discovery or the grant
+    fails (the configured secret is never part of the message).
+    """
+    configured = McpServerClientCredentials.objects.filter(server=server).first()
+    if configured is None:
+        return None
+    policy = outbound_policy()
+    discovery = oauth.discover(
+        server.server_url, challenge, oauth_client(limits), policy=policy, total_seconds=limits.total_seconds
+    )
+    metadata = discovery.authorization_server
+    resource = oauth.resource_for(server.server_url, discovery)
+    scope = oauth.select_scope(challenge, discovery)
+    credentials = configured_credentials(
+        configured, issuer=metadata.issuer, supported_methods=metadata.token_endpoint_auth_methods_supported
+    )
+    tokens = oauth_call(
+        limits,
+        lambda http: oauth.aclient_credentials(
+            http, metadata.token_endpoint, credentials, resource=resource, scope=scope, policy=policy
+        ),
+    )
+    now = timezone.now()
+    # update_or_create saves the row (encrypting its fields); only bulk_update would corrupt them.
+    McpServerOAuth.objects.update_or_create(
+        server=server,
+        defaults={
+            "issuer": metadata.issuer,
+            "authorization_endpoint": metadata.authorization_endpoint,
+            "token_endpoint": metadata.token_endpoint,
+            "revocation_endpoint": metadata.revocation_endpoint,
+            "iss_parameter_supported": False,
+            "resource": resource,
+            "scope": tokens.scope or scope,
+            "resource_metadata_url": challenge.resource_metadata_url,
+            "challenge_scope": challenge.scope,
+            "client_source": OAuthClientSource.CLIENT_CREDENTIALS,
+            "client_id": credentials.client_id,
+            "client_secret": credentials.client_secret,
+            "token_endpoint_auth_method": credentials.auth_method,
+            "access_token": tokens.access_token,
+            "refresh_token": tokens.refresh_token,
+            "access_token_expires_at": now + timedelta(seconds=tokens.expires_in) if tokens.expires_in else None,
+        },
+    )
+    logger.info("oauth token obtained with client credentials", extra={"server_id": str(server.pk)})
+    return tokens.access_token
+
+
+def _grant_again(row: McpServerOAuth, limits: SyncLimits) -> oauth.TokenSet | None:
+    """A new client_credentials grant for a server whose token expired or was refused, with what was discovered
+    when it was first granted. None when its client credentials are gone (a person must authorize)."""
+    configured = McpServerClientCredentials.objects.filter(server_id=row.server_id).first()
+    if configured is None:
+        return None
+    # The method chosen from the server's metadata at the first grant, kept on the row.
+    supported = [row.token_endpoint_auth_method] if row.token_endpoint_auth_method.startswith("client_secret") else None
+    credentials = configured_credentials(configured, issuer=row.issuer, supported_methods=supported)
+    token_endpoint, resource, scope = row.token_endpoint, row.resource, row.scope
+    return oauth_call(
+        limits,
+        lambda http: oauth.aclient_credentials(
+            http, token_endpoint, credentials, resource=resource, scope=scope, policy=outbound_policy()
+        ),
     )
 
 
@@ -81,7 +189,17 @@ def oauth_access_token(*, server_id: uuid.UUID, limits: SyncLimits, refused_toke
             return row.access_token  # another worker refreshed it meanwhile
         if refused_token is None and _fresh(row):
             return row.access_token
-        if not row.refresh_token:
+        if row.client_source == OAuthClientSource.CLIENT_CREDENTIALS and not row.refresh_token:
+            try:
+                granted = _grant_again(row, limits)
+            except oauth.OAuthGrantRejected as exc:
+                rejected, granted = exc, None
+            if granted is not None:
+                store_tokens(row.pk, granted, replace_refresh=True)
+                logger.info("oauth token obtained again with client credentials", extra={"server_id": str(server_id)})
+                return granted.access_token
+            rejected = rejected or oauth.OAuthGrantRejected("The server's client credentials were removed.")
+        elif not row.refresh_token:
             rejected = oauth.OAuthGrantRejected("The access token expired and the server gave no refresh token.")
         else:
             refresh_token = row.refresh_token

@@ -14,10 +14,24 @@ from django.db import IntegrityError, transaction
 from core.errors import NotFound, ValidationError
 from mcp_servers import dispatch
 from mcp_servers.labels import first_free_label, label_base, label_candidates
-from mcp_servers.models import McpServer, McpServerAccess, McpServerHeader, SetupState, SyncStatus
+from mcp_servers.models import (
+    McpServer,
+    McpServerAccess,
+    McpServerClientCredentials,
+    McpServerHeader,
+    SetupState,
+    SyncStatus,
+)
 from mcp_servers.services.oauth_tokens import oauth_credentials_discard
 from mcp_servers.services.sync import sync_request_on_commit
-from mcp_servers.validation import HeaderInput, validate_display_name, validate_headers, validate_server_url
+from mcp_servers.validation import (
+    ClientCredentialsInput,
+    HeaderInput,
+    validate_client_credentials,
+    validate_display_name,
+    validate_headers,
+    validate_server_url,
+)
 from organizations.models import Membership, Organization
 from organizations.services import organization_start_trial
 
@@ -37,6 +51,7 @@ def mcp_server_create(
     server_url: str,
     headers: Sequence[HeaderInput] = (),
     everyone_in_organization_can_access: bool = True,
+    client_credentials: ClientCredentialsInput | None = None,
 ) -> McpServer:
     """Validate, insert the server and its encrypted headers, start the trial, and queue the first sync.
 
@@ -45,6 +60,7 @@ def mcp_server_create(
     name = validate_display_name(display_name)
     checked = validate_server_url(server_url)
     clean_headers = validate_headers(headers)
+    clean_credentials = validate_client_credentials(client_credentials) if client_credentials is not None else None
 
     # Optimistic: most names are new in their organization, so the first attempt takes the plain label without
     # reading the taken ones; the unique constraint catches a clash, and only then are they read.
@@ -68,6 +84,8 @@ def mcp_server_create(
                     McpServerHeader(server=server, key=h.key, key_normalized=h.key.lower(), value=h.value, position=i)
                     for i, h in enumerate(clean_headers)
                 )
+                if clean_credentials is not None:
+                    _store_client_credentials(server, clean_credentials)
                 if organization.trial_started_at is None:  # the UPDATE itself stays conditional (races)
                     organization_start_trial(organization_id=organization.pk)
                 dispatch.sync_server(server.pk, request_seq=1)
@@ -80,6 +98,19 @@ def mcp_server_create(
         logger.info("mcp server created", extra={"server_id": str(server.pk), "organization_id": str(organization.pk)})
         return server
     raise IntegrityError("Could not allocate a unique server label.")
+
+
+def _store_client_credentials(server: McpServer, credentials: ClientCredentialsInput) -> None:
+    # update_or_create saves (encrypting the secret and the key); bulk_update would corrupt them.
+    McpServerClientCredentials.objects.update_or_create(
+        server=server,
+        defaults={
+            "client_id": credentials.client_id,
+            "client_secret": credentials.client_secret,
+            "private_key": credentials.private_key,
+            "signing_algorithm": credentials.signing_algorithm or "",
+        },
+    )
 
 
 def _labels_taken(organization: Organization, display_name: str) -> set[str]:
@@ -112,10 +143,16 @@ def mcp_server_update(
     set_headers: Sequence[HeaderInput] = (),
     remove_headers: Sequence[str] = (),
     everyone_in_organization_can_access: bool | None = None,
+    client_credentials: ClientCredentialsInput | None = None,
+    remove_client_credentials: bool = False,
 ) -> UpdateResult:
     """Change what a caller may change; `serverLabel` never changes. Header values stay write-only: replace
     them all (`headers`), or set and remove some by key without sending the others again. A new URL or new
-    headers queue a re-sync; a new URL also discards the OAuth credentials (they belong to the old server)."""
+    headers queue a re-sync; a new URL also discards the OAuth credentials (they belong to the old server).
+    New client credentials (or their removal) discard the OAuth tokens got so far and queue a re-sync."""
+    if client_credentials is not None and remove_client_credentials:
+        raise ValidationError("clientCredentials", "send either new client credentials or null, not both.")
+    clean_credentials = validate_client_credentials(client_credentials) if client_credentials is not None else None
     if headers is not None and (set_headers or remove_headers):
         raise ValidationError("headers", "send either headers (to replace them all) or setHeaders/removeHeaders.")
     changes: dict[str, Any] = {}
@@ -143,13 +180,16 @@ def mcp_server_update(
             by_key[header.key.lower()] = header
         final = validate_headers(list(by_key.values()))
     headers_changed = final is not None and [(h.key, h.value) for h in final] != [(h.key, h.value) for h in current]
-    resync = url_changed or headers_changed
+    credentials_changed = clean_credentials is not None or (
+        remove_client_credentials and McpServerClientCredentials.objects.filter(server=server).exists()
+    )
+    resync = url_changed or headers_changed or credentials_changed
 
     with transaction.atomic():
         locked = McpServer.objects.select_for_update().get(pk=server.pk)
         for name, value in changes.items():
             setattr(locked, name, value)
-        if url_changed:
+        if url_changed or credentials_changed:
             oauth_credentials_discard(server=locked)
             locked.transport_type = None
             locked.requires_auth = False
@@ -165,6 +205,10 @@ def mcp_server_update(
                 McpServerHeader(server=locked, key=h.key, key_normalized=h.key.lower(), value=h.value, position=i)
                 for i, h in enumerate(final)
             )
+        if clean_credentials is not None:
+            _store_client_credentials(locked, clean_credentials)
+        elif remove_client_credentials:
+            McpServerClientCredentials.objects.filter(server=locked).delete()
     return UpdateResult(server=locked, resync_queued=resync)
 
 

@@ -27,9 +27,16 @@ from integrations.mcp import AuthChallenge, McpAuthRequired, SyncLimits, ToolLis
 from integrations.outbound import DestinationRefused, InvalidUrl, check_url
 from mcp_servers import dispatch
 from mcp_servers.limits import mcp_client_factory, outbound_policy, sync_limits
-from mcp_servers.models import McpServer, McpServerHeader, OAuthAuthorizationRequest, SetupState, SyncStatus
+from mcp_servers.models import (
+    McpServer,
+    McpServerClientCredentials,
+    McpServerHeader,
+    OAuthAuthorizationRequest,
+    SetupState,
+    SyncStatus,
+)
 from mcp_servers.services.oauth_authorization import oauth_authorization_start, stored_challenge
-from mcp_servers.services.oauth_tokens import oauth_access_token
+from mcp_servers.services.oauth_tokens import oauth_access_token, oauth_client_credentials_grant
 from mcp_servers.services.retry import Retryable
 from mcp_servers.services.tool_upsert import tools_upsert
 
@@ -145,14 +152,26 @@ def mcp_server_sync(
         listing = _list_tools_authorized(server, headers, limits)
     except McpAuthRequired as exc:
         return _record_auth_required(lease, server, exc.challenge, limits, final_attempt, AUTH_REQUIRED_MESSAGE)
-    except oauth.OAuthGrantRejected:
+    except DestinationRefused as exc:  # from the client-credentials grant's discovery
+        _record_failure(lease, f"The server's OAuth metadata points to a destination that is not allowed: {exc}")
+        return SyncOutcome.FAILED
+    except oauth.OAuthGrantRejected as exc:
+        if _has_client_credentials(server):
+            _record_failure(lease, f"The configured OAuth client credentials were refused: {exc}")
+            return SyncOutcome.FAILED
         challenge = stored_challenge(server.oauth)
         return _record_auth_required(lease, server, challenge, limits, final_attempt, AUTH_EXPIRED_MESSAGE)
     except IntegrationError as exc:
         if exc.transient and not final_attempt:
             _lease_release(lease)
             raise Retryable(str(exc)) from None
-        prefix = "Refreshing the OAuth access token failed: " if isinstance(exc, oauth.OAuthError) else ""
+        prefix = ""
+        if isinstance(exc, oauth.OAuthError):
+            prefix = (
+                "Getting an OAuth access token with the configured client credentials failed: "
+                if _has_client_credentials(server)
+                else "Refreshing the OAuth access token failed: "
+            )
         _record_failure(lease, f"{prefix}{exc}")
         return SyncOutcome.FAILED
     except BaseException:
@@ -169,10 +188,15 @@ def mcp_server_sync(
     return SyncOutcome.SUCCESS
 
 
+def _has_client_credentials(server: McpServer) -> bool:
+    return McpServerClientCredentials.objects.filter(server_id=server.pk).exists()
+
+
 def _list_tools_authorized(server: McpServer, headers: dict[str, str], limits: SyncLimits) -> ToolListing:
     """List tools, sending the OAuth access token when the server has one (refreshed first if it is expiring).
 
-    A token refused before its expiry (revoked, or rotated by another party) is refreshed once and retried.
+    A token refused before its expiry (revoked, or rotated by another party) is refreshed once and retried. A server
+    with configured client credentials that asks for authorization gets a token by the client_credentials grant.
     """
     has_oauth = hasattr(server, "oauth")
     token = oauth_access_token(server_id=server.pk, limits=limits) if has_oauth else None
@@ -189,10 +213,13 @@ def _list_tools_authorized(server: McpServer, headers: dict[str, str], limits: S
                 http_client_factory=mcp_client_factory(),
                 limits=limits,
             )
-        except McpAuthRequired:
-            if token is None or attempt == 1:
+        except McpAuthRequired as exc:
+            if attempt == 1:
                 raise
-            token = oauth_access_token(server_id=server.pk, limits=limits, refused_token=token)
+            if token is None:
+                token = oauth_client_credentials_grant(server=server, challenge=exc.challenge, limits=limits)
+            else:
+                token = oauth_access_token(server_id=server.pk, limits=limits, refused_token=token)
             if token is None:
                 raise
     raise AssertionError("unreachable")

@@ -11,7 +11,15 @@ from django.test import Client
 from django.urls import reverse
 
 from core.errors import ValidationError
-from mcp_servers.models import AccessMode, McpServer, McpServerHeader, McpServerOAuth, McpTool, SyncStatus
+from mcp_servers.models import (
+    AccessMode,
+    McpServer,
+    McpServerClientCredentials,
+    McpServerHeader,
+    McpServerOAuth,
+    McpTool,
+    SyncStatus,
+)
 from mcp_servers.validation import HeaderInput, validate_display_name, validate_headers, validate_server_url
 from organizations.models import Organization
 from tests.admin.conftest import SECRET
@@ -462,3 +470,51 @@ def test_delete_goes_through_the_service(
     assert not McpServer.objects.exists()
     assert not McpServerHeader.objects.exists()
     assert not McpTool.objects.exists()
+
+
+# --- OAuth client credentials --------------------------------------------------------------------------------------
+
+
+def test_client_credentials_are_added_write_only_and_removed(
+    acme: Organization, acme_admin: Any, as_user: Callable[[Any], Client], django_capture_on_commit_callbacks: Any
+) -> None:
+    client = as_user(acme_admin)
+    data = add_form(client, acme, oauth_client_id="m2m-client", oauth_client_secret=SECRET)
+    response = client.post(add_url(), data)
+    assert response.status_code == 302, response.context and response.context["errors"]
+    server = McpServer.objects.get()
+    configured = McpServerClientCredentials.objects.get(server=server)
+    assert (configured.client_id, configured.client_secret, configured.auth_method) == (
+        "m2m-client",
+        SECRET,
+        "client_secret_basic",
+    )
+
+    page = client.get(change_url(server))
+    html = page.content.decode()
+    assert "m2m-client" in html
+    assert "client_secret_basic" in html
+    assert_no_secret(page)
+
+    # Saving with the credential inputs left blank keeps them; the remove box removes them and re-syncs.
+    untouched = form_data(page)
+    untouched["_continue"] = "1"
+    assert client.post(change_url(server), untouched).status_code == 302
+    assert McpServerClientCredentials.objects.filter(server=server).exists()
+    removing = form_data(client.get(change_url(server)))
+    removing["oauth_remove_client_credentials"] = "on"
+    with django_capture_on_commit_callbacks() as queued:
+        assert client.post(change_url(server), removing).status_code == 302
+    assert not McpServerClientCredentials.objects.filter(server=server).exists()
+    assert len(queued) == 1
+
+
+def test_incomplete_client_credentials_get_the_services_message_on_the_field(
+    acme: Organization, acme_admin: Any, as_user: Callable[[Any], Client]
+) -> None:
+    client = as_user(acme_admin)
+    response = client.post(add_url(), add_form(client, acme, oauth_client_id="m2m-client"))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "exactly one of clientSecret and privateKey" in str(errors["oauth_client_id"])
+    assert not McpServer.objects.exists()

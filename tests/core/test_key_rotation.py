@@ -15,6 +15,7 @@ from fernet_fields import EncryptedField, hkdf
 from core.management.commands.reencrypt_secrets import encrypted_fields
 from mcp_servers.models import (
     McpServer,
+    McpServerClientCredentials,
     McpServerHeader,
     McpServerOAuth,
     OAuthAuthorizationRequest,
@@ -60,6 +61,9 @@ def test_rotation_keeps_every_secret(organization: Organization, settings: Any) 
         expires_at="2030-01-01T00:00:00Z",
     )  # fmt: skip
     OAuthRevocation.objects.create(revocation_endpoint="https://as.example/r", client_id="c", token="old-token")
+    McpServerClientCredentials.objects.create(
+        server=server, client_id="m2m", client_secret="m2m-secret", private_key="m2m-key"
+    )
     ToolCall.objects.create(
         organization=organization, server=server, server_label="s", tool_name="t", status="COMPLETED",
         arguments='{"who": "someone"}', result='{"content": []}', definition_hash="h",
@@ -74,13 +78,15 @@ def test_rotation_keeps_every_secret(organization: Organization, settings: Any) 
         "revocation": "old-token",
         "arguments": '{"who": "someone"}',
         "result": '{"content": []}',
+        "m2m_secret": "m2m-secret",
+        "m2m_key": "m2m-key",
     }
     before = raw("mcp_servers_mcpserverheader", "value")
 
     use_keys(settings, ["new-key", "old-key"])
     out = StringIO()
     call_command("reencrypt_secrets", stdout=out)
-    assert "Re-encrypted 5 rows." in out.getvalue()
+    assert "Re-encrypted 6 rows." in out.getvalue()
     after = raw("mcp_servers_mcpserverheader", "value")
     assert after != before
     new_fernet = Fernet(hkdf.derive_fernet_key("new-key"))
@@ -101,6 +107,8 @@ def test_rotation_keeps_every_secret(organization: Organization, settings: Any) 
         "revocation": OAuthRevocation.objects.get().token,
         "arguments": ToolCall.objects.get().arguments,
         "result": ToolCall.objects.get().result,
+        "m2m_secret": McpServerClientCredentials.objects.get().client_secret,
+        "m2m_key": McpServerClientCredentials.objects.get().private_key,
     } == expected
     use_keys(settings, settings.FERNET_KEYS)
 
@@ -108,6 +116,7 @@ def test_rotation_keeps_every_secret(organization: Organization, settings: Any) 
 def test_every_encrypted_column_is_covered() -> None:
     covered = {model._meta.label: encrypted_fields(model) for model in apps.get_models() if encrypted_fields(model)}
     assert covered == {
+        "mcp_servers.McpServerClientCredentials": ["client_secret", "private_key"],
         "mcp_servers.McpServerHeader": ["value"],
         "mcp_servers.McpServerOAuth": ["client_secret", "access_token", "refresh_token"],
         "mcp_servers.OAuthAuthorizationRequest": ["code_verifier", "code"],

@@ -148,6 +148,20 @@ def test_pagination_over_sse(mcp_server_factory: Factory) -> None:
 SERVER_KINDS = {"modern": {}, "handshake-era": {"legacy_only": True}, "sse": {"transport": "sse"}}
 
 
+@pytest.mark.parametrize("kind", list(SERVER_KINDS))
+def test_a_server_without_the_tools_capability_has_no_tools_and_is_not_asked(
+    mcp_server_factory: Factory, kind: str
+) -> None:
+    server = mcp_server_factory(**SERVER_KINDS[kind], no_tools_capability=True)
+
+    listing = list_remote_tools(server.url, {})
+
+    assert listing.tools == []
+    methods = server.requests()["methods"]
+    assert "tools/list" not in methods
+    assert ("server/discover" if kind == "modern" else "initialize") in methods
+
+
 @pytest.mark.parametrize(("kind", "requests"), [("modern", 2), ("handshake-era", 5), ("sse", 5)])
 def test_required_header_is_sent_on_every_request(mcp_server_factory: Factory, kind: str, requests: int) -> None:
     server = mcp_server_factory(**SERVER_KINDS[kind], require_header=("X-Api-Key", SECRET))

@@ -146,6 +146,78 @@ def test_no_prm_falls_back_to_the_origin_as_issuer(mcp_server_factory: Factory) 
     assert server.requests()["wellKnown"] == 3
 
 
+def test_a_2025_03_26_server_may_name_an_issuer_with_a_path_on_its_origin(mcp_server_factory: Factory) -> None:
+    # The 2025-03-26 revision: no protected resource metadata, the metadata at the origin's well-known URI,
+    # naming an issuer below the origin (the conformance suite's oauth-metadata-backcompat server does so).
+    server = mcp_server_factory(oauth_challenge=True, no_prm=True, issuer="/oauth")
+
+    found = run_discovery(server.url, NO_CHALLENGE_URL)
+
+    assert found.protected_resource is None
+    assert found.authorization_server.issuer == f"{server.base_url}/oauth"
+    assert found.authorization_server.token_endpoint == f"{server.base_url}/token"
+    assert found.authorization_server.from_defaults is False
+
+
+def test_a_2025_03_26_server_may_not_name_an_issuer_on_another_origin(mcp_server_factory: Factory) -> None:
+    server = mcp_server_factory(oauth_challenge=True, no_prm=True, issuer="https://evil.example")
+
+    with pytest.raises(OAuthError) as caught:
+        run_discovery(server.url, NO_CHALLENGE_URL)
+
+    assert "different issuer" in str(caught.value)
+    assert_plain(caught.value, "evil.example")
+
+
+def test_a_current_server_is_still_held_to_the_exact_issuer(mcp_server_factory: Factory) -> None:
+    # With protected resource metadata naming the origin, an issuer with a path on that origin is a mismatch.
+    server = mcp_server_factory(oauth_challenge=True, issuer="/oauth")
+
+    with pytest.raises(OAuthError) as caught:
+        run_discovery(server.url, NO_CHALLENGE_URL)
+
+    assert "different issuer" in str(caught.value)
+
+
+def test_a_2025_03_26_server_without_metadata_gets_the_default_endpoints(mcp_server_factory: Factory) -> None:
+    server = mcp_server_factory(oauth_challenge=True, no_prm=True, no_as_metadata=True)
+
+    found = run_discovery(server.url, NO_CHALLENGE_URL)
+
+    asm = found.authorization_server
+    assert found.protected_resource is None
+    assert asm.from_defaults is True
+    assert asm.issuer == server.base_url
+    assert (asm.authorization_endpoint, asm.token_endpoint, asm.registration_endpoint) == (
+        f"{server.base_url}/authorize",
+        f"{server.base_url}/token",
+        f"{server.base_url}/register",
+    )
+    assert asm.revocation_endpoint is None
+    assert oauth.supports_pkce_s256(asm)
+
+
+def test_a_current_server_without_authorization_server_metadata_gets_no_defaults(
+    mcp_server_factory: Factory,
+) -> None:
+    server = mcp_server_factory(oauth_challenge=True, no_as_metadata=True)
+
+    with pytest.raises(OAuthError) as caught:
+        run_discovery(server.url, NO_CHALLENGE_URL)
+
+    assert "No OAuth authorization server metadata" in str(caught.value)
+
+
+def test_the_default_endpoints_go_through_the_outbound_policy() -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(404)
+
+    # Plain http on a host the policy does not allowlist: the default endpoints must be https there.
+    with pytest.raises(OAuthError) as caught:
+        run_with_transport(handler, "http://mcp.example.com/mcp", NO_CHALLENGE_URL)
+    assert "https" in str(caught.value)
+
+
 def test_authorization_server_on_another_server(mcp_server_factory: Factory) -> None:
     authorization = mcp_server_factory(oauth_challenge=True)
     resource = mcp_server_factory(oauth_challenge=True, authorization_server=authorization.base_url)
@@ -398,16 +470,16 @@ def test_metadata_requests_carry_no_client_credentials() -> None:
         sent.append(request.headers)
         return httpx2.Response(404)
 
-    with pytest.raises(OAuthError):
-        run_with_transport(
-            handler,
-            "https://mcp.example.com/mcp",
-            NO_CHALLENGE_URL,
-            headers={"Authorization": "Bearer s3cret", "X-Api-Key": "k3y"},
-            cookies={"session": "c00kie"},
-            auth=("user", "pw"),
-        )
+    found = run_with_transport(
+        handler,
+        "https://mcp.example.com/mcp",
+        NO_CHALLENGE_URL,
+        headers={"Authorization": "Bearer s3cret", "X-Api-Key": "k3y"},
+        cookies={"session": "c00kie"},
+        auth=("user", "pw"),
+    )
 
+    assert found.authorization_server.from_defaults  # nothing served: the 2025-03-26 default endpoints
     assert len(sent) == 4  # two protected resource URIs, then RFC 8414 and OIDC at the origin
     for headers in sent:
         assert {"authorization", "x-api-key", "cookie"}.isdisjoint(headers.keys())
@@ -598,4 +670,12 @@ def test_well_known_requests_are_counted_separately(mcp_server: RunningMcpServer
         response = http.get(f"{mcp_server.base_url}{PRM_PATH}")
 
     assert response.status_code == 404  # metadata is served only with --oauth-challenge
-    assert mcp_server.requests() == {"count": 0, "headers": [], "rejected": 0, "wellKnown": 1, "modern": 0}
+    assert mcp_server.requests() == {
+        "count": 0,
+        "headers": [],
+        "rejected": 0,
+        "wellKnown": 1,
+        "modern": 0,
+        "methods": [],
+        "resumptions": [],
+    }

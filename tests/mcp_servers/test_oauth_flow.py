@@ -102,6 +102,35 @@ def test_authorize_connect_refresh_revoke_and_authorize_again(admin: Caller, oau
     assert get(admin, created["id"])["setupState"] == "CONNECTED"
 
 
+@pytest.mark.parametrize("metadata", ["at the origin", "none"])
+def test_a_server_of_the_2025_03_26_authorization_spec(
+    admin: Caller, oauth_mcp_server_factory: Any, metadata: str
+) -> None:
+    # No protected resource metadata; the authorization server's metadata at the origin, or none at all (then
+    # that revision's default endpoints /authorize, /token and /register at the origin).
+    remote = oauth_mcp_server_factory(no_prm=True, no_as_metadata=metadata == "none")
+
+    created = create(admin, remote.url)
+    assert (created["setupState"], created["requiresAuth"]) == ("INCOMPLETE", True)
+    auth_url = created["authUrl"]
+    assert auth_url.startswith(f"{remote.base_url}/authorize?")
+    params = parse_qs(urlsplit(auth_url).query)
+    assert params["code_challenge_method"] == ["S256"]
+    assert params["resource"] == [remote.url]
+    assert remote.stats()["registrations"] == 1
+    row = McpServerOAuth.objects.get()
+    assert (row.issuer, row.token_endpoint) == (remote.base_url, f"{remote.base_url}/token")
+
+    assert callback(approve(auth_url)).status_code == 200
+    connected = get(admin, created["id"])
+    assert (connected["setupState"], connected["lastSyncStatus"]) == ("CONNECTED", "SUCCESS")
+    assert len(connected["tools"]) == 3
+
+    remote.control({"expire": True})
+    assert mcp_server_sync(server_id=created["id"]) is SyncOutcome.SUCCESS
+    assert remote.stats()["token_requests"]["refresh_token"] == 1
+
+
 def test_a_refused_token_is_refreshed_once_before_asking_a_person(admin: Caller, oauth_mcp_server_factory: Any) -> None:
     remote = oauth_mcp_server_factory()
     created = create(admin, remote.url)

@@ -69,6 +69,20 @@ def test_legacy_sse(mcp_server_factory: Any, make_server: Callable[..., McpServe
     assert mcp_server_sync(server_id=server.pk) is SyncOutcome.SUCCESS
 
 
+def test_a_server_without_the_tools_capability_connects_with_zero_tools(
+    mcp_server_factory: Any, make_server: Callable[..., McpServer]
+) -> None:
+    running = mcp_server_factory(legacy_only=True, no_tools_capability=True)
+    server = make_server(running.url)
+    assert mcp_server_sync(server_id=server.pk) is SyncOutcome.SUCCESS
+    server.refresh_from_db()
+    assert (server.setup_state, server.last_sync_status) == (SetupState.CONNECTED, SyncStatus.SUCCESS)
+    assert server.has_completed_first_sync
+    assert server.sync_error_message is None
+    assert tools_of(server) == {}
+    assert "tools/list" not in running.requests()["methods"]
+
+
 def test_pagination_is_followed(mcp_server_factory: Any, make_server: Callable[..., McpServer]) -> None:
     server = make_server(mcp_server_factory(tools=25, page_size=10).url)  # 3 pages
     assert mcp_server_sync(server_id=server.pk) is SyncOutcome.SUCCESS

@@ -523,3 +523,41 @@ def test_the_request_costs_the_same_queries_whatever_the_servers_size(
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert call(admin, "large__tool_398", {"text": "t"}).status_code == 200
     assert AccessMode.ALWAYS_ALLOW in McpTool.objects.filter(name="tool_398").values_list("access_mode", flat=True)
+
+
+# --- a stream the server closes mid-call (SSE resumption, SEP-1699) ---------------------------------------------------
+
+
+def test_a_call_whose_stream_the_server_closes_resumes_after_the_servers_retry(
+    admin: Caller, mcp_server_factory: Any
+) -> None:
+    remote = mcp_server_factory(legacy_only=True, retry_ms=600)
+    server = connect(admin, remote.url, name="Resumable")
+
+    started = time.monotonic()
+    response = call(admin, f"{server['serverLabel']}__close_stream")
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 200, response.json()
+    data = response.json()["data"]
+    assert data["status"] == "COMPLETED"
+    # The answer was sent only on the resumed stream: after the server's retry, with the last event id seen.
+    assert data["result"]["content"] == [{"type": "text", "text": "answered on the resumed stream"}]
+    assert elapsed >= 0.6
+    assert len(remote.requests()["resumptions"]) == 1
+
+
+def test_a_retry_longer_than_the_calls_bound_is_cut_off_at_the_bound(
+    admin: Caller, mcp_server_factory: Any, settings: Any
+) -> None:
+    settings.MCP_CALL_TIMEOUT_SECONDS = 2.0
+    remote = mcp_server_factory(legacy_only=True, retry_ms=60_000)
+    server = connect(admin, remote.url, name="Resumable")
+
+    started = time.monotonic()
+    response = call(admin, f"{server['serverLabel']}__close_stream")
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 504, response.json()
+    assert elapsed < 10
+    assert remote.requests()["resumptions"] == []

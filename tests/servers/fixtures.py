@@ -54,6 +54,7 @@ _FLAGS = {
     "issuer": "--issuer",
     "scope_count": "--scope-count",
     "metadata_format": "--metadata-format",
+    "retry_ms": "--retry-ms",
 }
 # Options without a value: passed when true.
 _SWITCHES = {
@@ -63,7 +64,10 @@ _SWITCHES = {
     "endless_sse_event": "--endless-sse-event",
     "trickle": "--trickle",
     "no_prm": "--no-prm",
+    "no_as_metadata": "--no-as-metadata",
     "legacy_only": "--legacy-only",
+    "no_tools_capability": "--no-tools-capability",
+    "elicit_tool": "--elicit-tool",
 }
 
 

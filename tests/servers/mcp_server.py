@@ -7,10 +7,21 @@ endpoint the same port serves a small control API for tests:
 * ``POST /_control`` with JSON ``{"drop": [names]}``, ``{"restore": true}`` or ``{"describe": {name: text}}``;
 * ``GET /_control/requests`` -> ``{"count": <requests seen on the MCP paths>, "headers": [lowercased names],
   "rejected": <requests refused by --require-header>, "wellKnown": <requests seen on /.well-known/ paths>,
-  "modern": <requests on the MCP paths that carried a 2026-era MCP-Protocol-Version>}``.
+  "modern": <requests on the MCP paths that carried a 2026-era MCP-Protocol-Version>,
+  "methods": [JSON-RPC methods of the POSTs to the MCP path, in order]}``.
 
 The SDK's server speaks both protocol eras; ``--legacy-only`` makes it answer 2026-era requests as a
 handshake-era server does (400, "Missing session ID"), so clients fall back to ``initialize``.
+``--retry-ms N`` makes Streamable HTTP streams resumable (an in-memory event store, SSE ``retry: N``) and adds the
+read-only tool ``close_stream``, which closes its call's SSE stream before answering: the answer reaches a client
+that waits ``N`` ms and resumes with ``Last-Event-ID`` (SEP-1699; the SDK offers this to handshake-era clients,
+so combine it with ``--legacy-only``). ``resumptions`` in ``/_control/requests`` lists the ``Last-Event-ID`` of
+every GET that resumed a stream.
+``--elicit-tool`` adds the read-only tool ``fill_in_form``, which asks its client to fill in a form whose fields all
+have defaults (an elicitation; handshake-era sessions only, so combine it with ``--legacy-only``) and answers with
+what came back.
+``--no-tools-capability`` serves no tools at all: the server declares no ``tools`` capability and answers
+``tools/list`` with "method not found", as a prompts-only or resources-only server does.
 
 With ``--oauth-challenge`` the port also serves OAuth metadata: RFC 9728 protected-resource metadata at
 ``/.well-known/oauth-protected-resource`` and ``/.well-known/oauth-protected-resource<mcp path>`` (404 with
@@ -37,7 +48,8 @@ from mcp.server import MCPServer, ServerRequestContext
 from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool as ServerTool
-from mcp_types import ListToolsResult, PaginatedRequestParams, Tool, ToolAnnotations
+from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
+from mcp_types import JSONRPCMessage, ListToolsResult, PaginatedRequestParams, Tool, ToolAnnotations
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
@@ -79,10 +91,14 @@ class ServerOptions:
     as_endpoint_base: str | None = None
     issuer: str | None = None
     no_prm: bool = False
+    no_as_metadata: bool = False
     scope_count: int = 1
     metadata_format: str = "json"
     legacy_only: bool = False
     call_tools: bool = False
+    no_tools_capability: bool = False
+    retry_ms: int | None = None
+    elicit_tool: bool = False
 
     @property
     def mcp_path(self) -> str:
@@ -105,6 +121,8 @@ class ServerState:
     well_known_count: int = 0
     modern_count: int = 0
     header_names: set[str] = field(default_factory=set)
+    methods: list[str] = field(default_factory=list)
+    resumptions: list[str] = field(default_factory=list)
 
 
 def _make_tool_fn(index: int) -> Callable[..., str]:
@@ -179,6 +197,51 @@ def _add_call_tools(server: MCPServer[Any]) -> None:
         return "x" * size
 
 
+class Profile(BaseModel):
+    name: str = "John Doe"
+    age: int = 30
+    verified: bool = True
+
+
+def _add_elicit_tool(server: MCPServer[Any]) -> None:
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    async def fill_in_form(ctx: Context[Any, Any]) -> str:
+        """Asks the client to fill in a form (an elicitation) and answers with what came back."""
+        answer = await ctx.elicit("Please confirm your profile", Profile)
+        if answer.action != "accept":
+            return answer.action
+        return "accepted " + answer.data.model_dump_json()
+
+
+def _add_close_stream_tool(server: MCPServer[Any]) -> None:
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    async def close_stream(ctx: Context[Any, Any]) -> str:
+        """Closes this call's SSE stream, then answers (on the stream the client resumes)."""
+        await ctx.close_sse_stream()
+        return "answered on the resumed stream"
+
+
+class MemoryEventStore(EventStore):
+    """Every event of every stream, in order, for replay after a Last-Event-ID (tests keep few)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[StreamId, JSONRPCMessage | None]] = []
+
+    async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
+        self.events.append((stream_id, message))
+        return str(len(self.events))
+
+    async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
+        if not last_event_id.isdigit() or not 0 < int(last_event_id) <= len(self.events):
+            return None
+        stream_id = self.events[int(last_event_id) - 1][0]
+        for index in range(int(last_event_id), len(self.events)):
+            other, message = self.events[index]
+            if other == stream_id and message is not None:
+                await send_callback(EventMessage(message, str(index + 1)))
+        return stream_id
+
+
 class ConfigurableMcpServer(MCPServer[Any]):
     """MCPServer whose tools/list honours cursors, can be slowed down, and reflects control-API edits.
 
@@ -190,6 +253,14 @@ class ConfigurableMcpServer(MCPServer[Any]):
         super().__init__("test-mcp-server", log_level="WARNING", tools=tools)
         if options.call_tools:
             _add_call_tools(self)
+        if options.retry_ms is not None:
+            _add_close_stream_tool(self)
+        if options.elicit_tool:
+            _add_elicit_tool(self)
+        if options.no_tools_capability:
+            # The SDK derives the capability from the handlers it has; MCPServer always registers these two.
+            for method in ("tools/list", "tools/call"):
+                self._lowlevel_server._request_handlers.pop(method, None)
         self._options = options
         self._state = state
 
@@ -319,6 +390,11 @@ class ControlApp:
                 await _send_json(send, 401, None)
                 return
         is_mcp_post = scope["method"] == "POST" and path == self.options.mcp_path
+        if on_mcp_path and scope["method"] == "POST":
+            receive = await self._record_methods(receive)
+        resumed = next((v.decode("latin-1") for k, v in headers if k.lower() == b"last-event-id"), None)
+        if on_mcp_path and scope["method"] == "GET" and resumed is not None:
+            self.state.resumptions.append(resumed)
         modern = on_mcp_path and any(
             k.lower() == b"mcp-protocol-version" and v.decode("latin-1") in MODERN_PROTOCOL_VERSIONS for k, v in headers
         )
@@ -343,6 +419,27 @@ class ControlApp:
             return
         await self.inner(scope, receive, send)
 
+    async def _record_methods(self, receive: Receive) -> Receive:
+        """Read the body to note its JSON-RPC methods, and hand the inner app a receive that replays it."""
+        body = await _read_body(receive)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        for message in payload if isinstance(payload, list) else [payload]:
+            if isinstance(message, dict) and isinstance(message.get("method"), str):
+                self.state.methods.append(message["method"])
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return replay
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -359,10 +456,11 @@ class ControlApp:
                 "authorization_servers": [options.authorization_server or self.base_url],
                 "scopes_supported": self._scopes(),
             }
-        elif path == AS_METADATA_PATH:
+        elif path == AS_METADATA_PATH and not options.no_as_metadata:
             endpoints = options.as_endpoint_base or self.base_url
+            issuer = options.issuer or self.base_url
             document = {
-                "issuer": options.issuer or self.base_url,
+                "issuer": self.base_url + issuer if issuer.startswith("/") else issuer,
                 "authorization_endpoint": endpoints + "/authorize",
                 "token_endpoint": endpoints + "/token",
                 "registration_endpoint": endpoints + "/register",
@@ -387,6 +485,8 @@ class ControlApp:
                 "rejected": self.state.rejected_count,
                 "wellKnown": self.state.well_known_count,
                 "modern": self.state.modern_count,
+                "methods": self.state.methods,
+                "resumptions": self.state.resumptions,
             }
             await _send_json(send, 200, payload)
             return
@@ -427,6 +527,13 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
     )
     parser.add_argument("--trickle", action="store_true", help="a POST gets an event stream of comments, forever")
     parser.add_argument("--call-tools", action="store_true", help="add the tool-call test tools (see _add_call_tools)")
+    parser.add_argument(
+        "--no-tools-capability", action="store_true", help="declare no tools capability, serve no tools"
+    )
+    parser.add_argument("--elicit-tool", action="store_true", help="add fill_in_form, which elicits a form")
+    parser.add_argument(
+        "--retry-ms", type=int, metavar="N", help="resumable streams with SSE retry N, tool close_stream"
+    )
     parser.add_argument("--description-size", type=int, metavar="BYTES", help="length of every tool description")
     parser.add_argument(
         "--legacy-only", action="store_true", help="answer 2026-era requests as a handshake-era server (400)"
@@ -435,8 +542,11 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
     metadata.add_argument("--resource-metadata", metavar="URL", help="resource_metadata named by the challenge")
     metadata.add_argument("--authorization-server", metavar="URL", help="the one authorization server listed")
     metadata.add_argument("--as-endpoint-base", metavar="URL", help="base URL of the endpoints in the AS metadata")
-    metadata.add_argument("--issuer", metavar="URL", help="issuer written in the AS metadata (default: base URL)")
+    metadata.add_argument(
+        "--issuer", metavar="URL", help="issuer written in the AS metadata (default: base URL; /path: base URL + path)"
+    )
     metadata.add_argument("--no-prm", action="store_true", help="protected-resource metadata paths answer 404")
+    metadata.add_argument("--no-as-metadata", action="store_true", help="the AS metadata path answers 404 too")
     metadata.add_argument("--scope-count", type=int, default=1, metavar="N", help="scopes_supported entries")
     metadata.add_argument(
         "--metadata-format", choices=["json", "html", "array"], default="json", help="how the documents are sent"
@@ -470,10 +580,14 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
         as_endpoint_base=args.as_endpoint_base,
         issuer=args.issuer,
         no_prm=args.no_prm,
+        no_as_metadata=args.no_as_metadata,
         scope_count=args.scope_count,
         metadata_format=args.metadata_format,
         legacy_only=args.legacy_only,
         call_tools=args.call_tools,
+        no_tools_capability=args.no_tools_capability,
+        retry_ms=args.retry_ms,
+        elicit_tool=args.elicit_tool,
     )
 
 
@@ -483,6 +597,10 @@ async def serve(options: ServerOptions) -> None:
     inner: ASGIApp
     if options.transport == "sse":
         inner = server.sse_app(host=options.host)
+    elif options.retry_ms is not None:
+        inner = server.streamable_http_app(
+            host=options.host, event_store=MemoryEventStore(), retry_interval=options.retry_ms
+        )
     else:
         inner = server.streamable_http_app(host=options.host)
     app = ControlApp(inner, server, options, state)

@@ -49,6 +49,7 @@ _FLAGS = {
     "cimd_prefix": "--cimd-prefix",
     "access_token_ttl": "--access-token-ttl",
     "refresh_delay": "--refresh-delay",
+    "client_public_key": "--client-public-key",
 }
 # Options without a value: passed when true.
 _SWITCHES = {
@@ -56,6 +57,9 @@ _SWITCHES = {
     "cimd": "--cimd",
     "no_rotate": "--no-rotate",
     "no_iss": "--no-iss",
+    "no_prm": "--no-prm",
+    "no_as_metadata": "--no-as-metadata",
+    "client_credentials": "--client-credentials",
 }
 
 

@@ -26,6 +26,13 @@ backed by the in-memory provider below; a thin ASGI wrapper in front adds accoun
 * ``--call-scopes`` names scopes that ``tools/call`` needs on top of those (step-up authorization): a token without
   them gets 403 with ``error="insufficient_scope"`` and, as ``scope``, every scope the call needs. They are valid
   scopes to ask for, but not required for anything else, nor in the metadata's ``scopes_supported``.
+* A server of the 2025-03-26 authorization spec: ``--no-prm`` publishes no RFC 9728 metadata (404, and no
+  ``resource_metadata`` in the challenge), and ``--no-as-metadata`` no RFC 8414 metadata either, which leaves the
+  endpoints at that revision's defaults (``/authorize``, ``/token``, ``/register``).
+* ``--client-credentials`` also grants ``client_credentials`` (the MCP client-credentials extension) to the
+  pre-registered client, authenticated by its secret (Basic or in the form) or, with ``--client-public-key PEM``,
+  by a private_key_jwt assertion (RFC 7523: iss and sub the client id, aud the issuer, signed by that key's
+  private half). Such tokens come without a refresh token.
 * Access tokens live ``--access-token-ttl`` seconds; refresh tokens are single-use and rotate on every refresh
   (``--no-rotate`` keeps them); ``--refresh-delay`` stalls every refresh_token grant before it is handled.
 * Control API, no auth: ``POST /_control/revoke`` drops every code, access and refresh token; ``POST
@@ -43,15 +50,18 @@ import contextvars
 import json
 import logging
 import math
+import re
 import secrets
 import socket
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import anyio
+import jwt
 import uvicorn
 from mcp.server import MCPServer
 from mcp.server.auth.handlers.metadata import MetadataHandler
@@ -88,7 +98,9 @@ logger = logging.getLogger("tests.servers.oauth_mcp_server")
 MCP_PATH = "/mcp"
 CONTROL_PATH = "/_control"
 AS_METADATA_PATH = "/.well-known/oauth-authorization-server"
-PRM_PATH = "/.well-known/oauth-protected-resource" + MCP_PATH
+PRM_ROOT_PATH = "/.well-known/oauth-protected-resource"
+PRM_PATH = PRM_ROOT_PATH + MCP_PATH
+OIDC_METADATA_PATH = "/.well-known/openid-configuration"
 AUTHORIZE_PATH = "/authorize"
 TOKEN_PATH = "/token"
 REVOKE_PATH = "/revoke"
@@ -117,6 +129,10 @@ class OAuthServerOptions:
     rotate: bool = True
     refresh_delay: float = 0.0
     iss: bool = True
+    prm: bool = True
+    as_metadata: bool = True
+    client_credentials: bool = False
+    client_public_key: str | None = None
     exit_with_parent: bool = False
 
 
@@ -126,7 +142,9 @@ class Stats:
 
     registrations: int = 0  # successful RFC 7591 registrations
     authorizations: int = 0  # codes issued by /authorize
-    token_requests: dict[str, int] = field(default_factory=lambda: {"authorization_code": 0, "refresh_token": 0})
+    token_requests: dict[str, int] = field(
+        default_factory=lambda: {"authorization_code": 0, "refresh_token": 0, "client_credentials": 0}
+    )
     refresh_failures: int = 0  # refresh_token grant requests not answered 200
     revocations: int = 0  # RFC 7009 requests answered 200 (which includes unknown tokens, per the RFC)
     mcp_requests: int = 0  # every HTTP request to /mcp
@@ -332,6 +350,12 @@ class InMemoryOAuthProvider(OAuthAuthorizationServerProvider[AuthorizationCode, 
 
     # -- helpers ---------------------------------------------------------------------------------------------
 
+    def issue_client_credentials(self, client_id: str, scopes: list[str]) -> OAuthToken:
+        token = self._issue(client_id, scopes, secrets.token_hex(8), None)
+        if token.refresh_token is not None:
+            self.refresh_tokens.pop(token.refresh_token, None)
+        return token.model_copy(update={"refresh_token": None})
+
     def _issue(self, client_id: str, scopes: list[str], grant: str, refresh: str | None) -> OAuthToken:
         ttl = self.options.access_token_ttl
         valid_until = time.time() + ttl
@@ -418,6 +442,10 @@ class OAuthControlApp:
         method: str = scope["method"]
         if path == CONTROL_PATH or path.startswith(CONTROL_PATH + "/"):
             await self._control(scope, receive, send)
+        elif (not self.options.prm and path.startswith(PRM_ROOT_PATH)) or (
+            not self.options.as_metadata and path in (AS_METADATA_PATH, OIDC_METADATA_PATH)
+        ):
+            await _send_json(send, 404, {"error": "not_found"})
         elif path == MCP_PATH:
             await self._mcp(scope, receive, send)
         elif path == AUTHORIZE_PATH and method in ("GET", "POST"):
@@ -439,7 +467,7 @@ class OAuthControlApp:
                     self.stats.mcp_unauthorized += 1
                 # The SDK's challenge names error and resource_metadata; clients also want the scope to ask for.
                 message["headers"] = [
-                    (name, value + challenge_scope if name.lower() == b"www-authenticate" else value)
+                    (name, self._challenge(value) + challenge_scope if name.lower() == b"www-authenticate" else value)
                     for name, value in message["headers"]
                 ]
             await send(message)
@@ -457,6 +485,12 @@ class OAuthControlApp:
                     return
                 self.stats.tool_calls += 1
         await self.inner(scope, receive, send_with_scope)
+
+    def _challenge(self, value: bytes) -> bytes:
+        if self.options.prm:
+            return value
+        # A 2025-03-26 era server names no resource metadata.
+        return re.sub(rb',?\s*resource_metadata="[^"]*"', b"", value).replace(b"Bearer , ", b"Bearer ")
 
     async def _lacks_call_scopes(self, headers: list[tuple[bytes, bytes]]) -> bool:
         if not self.options.call_scopes:
@@ -502,6 +536,8 @@ class OAuthControlApp:
         grant_type = form.get("grant_type")
         basic = _basic_client_id(headers) is not None
         auth_method = "client_secret_basic" if basic else "client_secret_post" if "client_secret" in form else "none"
+        if "client_assertion" in form:
+            auth_method = "private_key_jwt"
         self.stats.last_token_request = {
             "resource": form.get("resource"),
             "auth_method": auth_method,
@@ -512,6 +548,9 @@ class OAuthControlApp:
         is_refresh = grant_type == "refresh_token"
         if is_refresh and self.options.refresh_delay > 0:
             await anyio.sleep(self.options.refresh_delay)
+        if grant_type == "client_credentials" and self.options.client_credentials:
+            await self._client_credentials(form, headers, send)
+            return
         resource = form.get("resource")
         if resource is not None and resource != self.resource:
             # The SDK does not hand the token request's resource to the provider, so it is checked here.
@@ -531,6 +570,45 @@ class OAuthControlApp:
             await self.inner(scope, _replaying(body, receive), send_counting)
         finally:
             _request_auth_method.reset(method_token)
+
+    async def _client_credentials(self, form: dict[str, str], headers: list[tuple[bytes, bytes]], send: Send) -> None:
+        no_store = ((b"cache-control", b"no-store"),)
+        options = self.options
+        if form.get("resource") not in (None, self.resource):
+            await _send_json(send, 400, {"error": "invalid_target"}, no_store)
+            return
+        if not self._client_authenticated(form, headers):
+            await _send_json(send, 401, {"error": "invalid_client"}, no_store)
+            return
+        assert options.client_id is not None
+        scopes = form["scope"].split() if form.get("scope") else list(options.scopes)
+        token = self.provider.issue_client_credentials(options.client_id, scopes)
+        await _send_json(send, 200, token.model_dump(exclude_none=True), no_store)
+
+    def _client_authenticated(self, form: dict[str, str], headers: list[tuple[bytes, bytes]]) -> bool:
+        options = self.options
+        if options.client_public_key is not None:
+            if form.get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+                return False
+            try:
+                claims = jwt.decode(
+                    form.get("client_assertion", ""),
+                    options.client_public_key,
+                    algorithms=["ES256", "RS256", "PS256", "EdDSA"],
+                    audience=[self.base_url, self.base_url + "/"],
+                    options={"require": ["iss", "sub", "aud", "exp"]},
+                )
+            except jwt.PyJWTError:
+                return False
+            return claims["iss"] == claims["sub"] == options.client_id
+        for name, value in headers:
+            if name.lower() == b"authorization" and value[:6].lower() == b"basic ":
+                try:
+                    client_id, _, secret = base64.b64decode(value[6:].strip()).decode().partition(":")
+                except (binascii.Error, UnicodeDecodeError):
+                    return False
+                return (unquote(client_id), unquote(secret)) == (options.client_id, options.client_secret)
+        return (form.get("client_id"), form.get("client_secret")) == (options.client_id, options.client_secret)
 
     async def _revoke(self, scope: Scope, receive: Receive, send: Send) -> None:
         basic = _basic_client_id(scope["headers"]) is not None
@@ -650,6 +728,10 @@ def parse_args(argv: list[str] | None = None) -> OAuthServerOptions:
     parser.add_argument("--no-rotate", action="store_true", help="refresh tokens stay valid after use")
     parser.add_argument("--refresh-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--no-iss", action="store_true", help="no RFC 9207 iss in authorization responses")
+    parser.add_argument("--client-credentials", action="store_true", help="grant client_credentials (see above)")
+    parser.add_argument("--client-public-key", metavar="PEM_FILE", help="the client's key for private_key_jwt")
+    parser.add_argument("--no-prm", action="store_true", help="no protected resource metadata (2025-03-26 era)")
+    parser.add_argument("--no-as-metadata", action="store_true", help="no authorization server metadata either")
     parser.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process dies")
     args = parser.parse_args(argv)
     scopes = args.scopes.split()
@@ -673,6 +755,10 @@ def parse_args(argv: list[str] | None = None) -> OAuthServerOptions:
         rotate=not args.no_rotate,
         refresh_delay=args.refresh_delay,
         iss=not args.no_iss,
+        prm=not args.no_prm,
+        client_credentials=args.client_credentials,
+        client_public_key=Path(args.client_public_key).read_text() if args.client_public_key else None,
+        as_metadata=not args.no_as_metadata,
         exit_with_parent=args.exit_with_parent,
     )
 

@@ -275,7 +275,7 @@ def test_full_flow_with_dynamic_registration(oauth_mcp_server_factory: Factory, 
     stats = server.stats()
     assert stats["registrations"] == 1
     assert stats["authorizations"] == 1
-    assert stats["token_requests"] == {"authorization_code": 2, "refresh_token": 0}
+    assert stats["token_requests"] == {"authorization_code": 2, "refresh_token": 0, "client_credentials": 0}
     assert stats["last_token_request"]["resource"] == server.url
     assert stats["last_token_request"]["auth_method"] == "none"
     assert stats["mcp_requests"] == 3
@@ -442,7 +442,7 @@ def test_refresh_rotates_and_old_refresh_token_is_rejected(
     assert refresh(http, server, client_id, second["refresh_token"]).status_code == 200
 
     stats = server.stats()
-    assert stats["token_requests"] == {"authorization_code": 1, "refresh_token": 4}
+    assert stats["token_requests"] == {"authorization_code": 1, "refresh_token": 4, "client_credentials": 0}
     assert stats["refresh_failures"] == 2
     assert stats["last_token_request"] == {"resource": None, "auth_method": "none", "grant_type": "refresh_token"}
 

@@ -5,8 +5,11 @@ an authorization URL), complete the redirect headlessly (GET the authorization U
 client, read `Location`), run the callback logic (the code exchange and the next sync run in process),
 then call every tool the server lists through the service's tool calls (as an admin, approving what needs
 approval, with arguments made from each tool's input schema), authorizing again when a call asks for more
-scope (step-up), and report the tools and the calls. The suite passes the server URL as the only argument,
-the scenario name in MCP_CONFORMANCE_SCENARIO, and pre-registered credentials in MCP_CONFORMANCE_CONTEXT.
+scope (step-up), and report the tools and the calls. The calls run as the MCP endpoint runs them, with a relay
+for what the server asks meanwhile: the adapter is the person at that MCP client, and accepts an elicitation's
+form as a client pre-fills it, with the defaults of the requested schema (SEP-1034), as it approves at /authorize.
+The suite passes the server URL as the only argument, the scenario name in MCP_CONFORMANCE_SCENARIO, and
+pre-registered credentials in MCP_CONFORMANCE_CONTEXT.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from integrations import oauth
-from integrations.mcp import McpAuthRequired, list_remote_tools
+from integrations.loop import background_loop
+from integrations.mcp import McpAuthRequired, RelayRefused, list_remote_tools
 from mcp_servers.limits import mcp_client_factory, oauth_client, outbound_policy, sync_limits
 from mcp_servers.models import AccessMode, McpServer, McpTool, SyncStatus, ToolCallStatus
 from mcp_servers.services import callback_url, mcp_server_create, oauth_callback_accept
-from mcp_servers.services.tool_calls import Caller, tool_call_decide, tool_call_request, tool_call_run
+from mcp_servers.services.tool_calls import Caller, tool_call_decide, tool_call_execute, tool_call_request
+from mcp_servers.validation import ClientCredentialsInput
 from organizations.models import Membership
 from organizations.services import membership_set, organization_create
 
@@ -51,12 +56,26 @@ class Command(BaseCommand):
         server_url: str = options["server_url"]
         settings.MCP_OAUTH_CLIENT_METADATA_URL = options["client_metadata_url"]
         context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
-        if context.get("client_id"):
+        scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
+        client_credentials: ClientCredentialsInput | None = None
+        if scenario.startswith("auth/client-credentials"):
+            # A machine-to-machine client, configured on the server as an admin would (the API's clientCredentials).
+            client_credentials = ClientCredentialsInput(
+                client_id=context["client_id"],
+                client_secret=context.get("client_secret"),
+                private_key=context.get("private_key_pem"),
+                signing_algorithm=context.get("signing_algorithm"),
+            )
+        elif context.get("client_id"):
             self._preregister(server_url, context)
 
         organization = organization_create(name="Conformance")
         server = mcp_server_create(
-            organization=organization, created_by=None, display_name="Conformance", server_url=server_url
+            organization=organization,
+            created_by=None,
+            display_name="Conformance",
+            server_url=server_url,
+            client_credentials=client_credentials,
         )
         server.refresh_from_db()
         authorizations = 0
@@ -92,7 +111,8 @@ class Command(BaseCommand):
                 call = tool_call_request(caller=caller, tool=tool, arguments=example_arguments(tool.input_schema))
                 if call.status == ToolCallStatus.AWAITING_APPROVAL:
                     call = tool_call_decide(call=call, user=user, is_admin=True, approve=True)
-                call = tool_call_run(call=call, wait=settings.MCP_CALL_TIMEOUT_SECONDS)
+                running = background_loop.submit(tool_call_execute(call=call, relay=PersonAtTheClient()))
+                call = running.result(timeout=settings.MCP_CALL_TIMEOUT_SECONDS + 10)
                 self._step(f"call {tool.name}: {call.status} {call.error_message or ''}".rstrip())
                 if call.status != ToolCallStatus.AUTH_REQUIRED or not call.auth_url:
                     break
@@ -155,7 +175,7 @@ class Command(BaseCommand):
         self, server: McpServer, authorizations: int, error: str | None, calls: list[dict[str, Any]] | None = None
     ) -> None:
         tools = list(McpTool.objects.filter(server=server, found_in_server=True).values_list("name", flat=True))
-        ok = error is None and server.last_sync_status == SyncStatus.SUCCESS and bool(tools)
+        ok = error is None and server.last_sync_status == SyncStatus.SUCCESS
         reason = error or ("" if ok else server.sync_error_message or "the sync did not succeed")
         failed_calls = [call["tool"] for call in calls or [] if call["status"] != ToolCallStatus.COMPLETED]
         if ok and failed_calls:
@@ -172,6 +192,25 @@ class Command(BaseCommand):
         if not ok:
             raise CommandError(reason)
         raise SystemExit(0)
+
+
+class PersonAtTheClient:
+    """The relay of the adapter's calls: a person at an MCP client who accepts every form the server asks them to
+    fill in as the client pre-fills it, with each field's default (SEP-1034), and has nothing else to offer."""
+
+    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if method != "elicitation/create":
+            raise RelayRefused(-32601, f"This client does not answer {method}.")
+        schema = params.get("requestedSchema")
+        declared = schema.get("properties") if isinstance(schema, dict) else None
+        fields: dict[str, Any] = declared if isinstance(declared, dict) else {}
+        content = {
+            name: spec["default"] for name, spec in fields.items() if isinstance(spec, dict) and "default" in spec
+        }
+        return {"action": "accept", "content": content}
+
+    async def notify(self, method: str, params: dict[str, Any]) -> None:
+        return None
 
 
 def example_arguments(schema: Any) -> dict[str, Any]:
