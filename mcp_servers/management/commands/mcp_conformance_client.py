@@ -198,6 +198,9 @@ class PersonAtTheClient:
     """The relay of the adapter's calls: a person at an MCP client who accepts every form the server asks them to
     fill in as the client pre-fills it, with each field's default (SEP-1034), and has nothing else to offer."""
 
+    handshake_era = False  # no client era to follow: the session negotiates as the SDK does
+    log_level = None  # and wants no log messages
+
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method != "elicitation/create":
             raise RelayRefused(-32601, f"This client does not answer {method}.")
