@@ -90,6 +90,7 @@ class McpEndpointApi(OrganizationApi):
 
     member_access = True
     proxy = False
+    schema = None  # JSON-RPC over Streamable HTTP, not a REST resource: not in the OpenAPI document
 
     # --- checks before anything else ------------------------------------------------------------------------------
 
