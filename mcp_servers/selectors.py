@@ -164,13 +164,16 @@ class ServerUser:
 
 def mcp_server_users(*, server: McpServer) -> list[ServerUser]:
     """Every member of the server's organization who may use it, with the reasons, by email (the admin's "who may
-    use it" list; the rule is `servers_usable_by`'s). Three queries whatever the number of members and groups."""
-    memberships = list(
-        Membership.objects.filter(organization_id=server.organization_id)
-        .select_related("user")
-        .only("user_id", "role", "user__email")
-        .order_by("user__email", "user_id")
-    )
+    use it"; the rule is `servers_usable_by`'s). Three queries whatever the number of members, groups and grants."""
+    memberships = Membership.objects.filter(organization_id=server.organization_id)
+    everyone = server.everyone_in_organization_can_access
+    if not everyone:
+        memberships = memberships.filter(
+            Q(role=Membership.Role.ADMIN)
+            | Q(user_id__in=McpServerAccess.objects.filter(server=server).values("user_id"))
+            | Q(pk__in=GroupMembership.objects.filter(group__mcp_server_grants__server=server).values("membership_id"))
+        )
+    rows = list(memberships.select_related("user").only("user_id", "role", "user__email").order_by("user__email", "pk"))
     direct = set(McpServerAccess.objects.filter(server=server).values_list("user_id", flat=True))
     groups: dict[int, list[str]] = {}
     for user_id, group_name in (
@@ -179,22 +182,18 @@ def mcp_server_users(*, server: McpServer) -> list[ServerUser]:
         .values_list("membership__user_id", "group__name")
     ):
         groups.setdefault(user_id, []).append(group_name)
-    everyone = server.everyone_in_organization_can_access
-    users = []
-    for membership in memberships:
-        admin = membership.role == Membership.Role.ADMIN
-        reasons = ServerUser(
+    return [
+        ServerUser(
             user_id=membership.user_id,
             email=membership.user.email,
             role=membership.role,
             everyone=everyone,
-            admin=admin,
+            admin=membership.role == Membership.Role.ADMIN,
             direct=membership.user_id in direct,
             groups=tuple(groups.get(membership.user_id, ())),
         )
-        if everyone or admin or reasons.direct or reasons.groups:
-            users.append(reasons)
-    return users
+        for membership in rows
+    ]
 
 
 _CATALOG_FIELDS = (

@@ -139,14 +139,23 @@ def _group_description(description: str) -> str:
 _NAME_TAKEN = "is already the name of another group in this organization."
 
 
+def group_check(*, organization_id: uuid.UUID, name: str, description: str, group_id: uuid.UUID | None = None) -> None:
+    """What a create or an update would refuse, as the ValidationError it would raise (the admin's form asks first,
+    to show it on its field)."""
+    cleaned = _group_name(name)
+    _group_description(description)
+    taken = Group.objects.filter(organization_id=organization_id, name__iexact=cleaned)
+    if group_id is not None:
+        taken = taken.exclude(pk=group_id)
+    if taken.exists():
+        raise ValidationError("name", _NAME_TAKEN)
+
+
 def _save_group(group: Group, **save: Any) -> Group:
     """Save, telling a name another group has (case-insensitively) apart: a check first, the constraint for a race."""
-    if (
-        Group.objects.filter(organization_id=group.organization_id, name__iexact=group.name)
-        .exclude(pk=group.pk)
-        .exists()
-    ):
-        raise ValidationError("name", _NAME_TAKEN)
+    group_check(
+        organization_id=group.organization_id, name=group.name, description=group.description, group_id=group.pk
+    )
     try:
         with transaction.atomic():
             group.save(**save)
