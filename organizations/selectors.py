@@ -93,6 +93,8 @@ def groups_of_organization(*, organization_id: uuid.UUID, group_ids: Sequence[uu
 
 def member_user_id_by_email(*, organization: Organization, email: str) -> int | None:
     """The user id of the organization's member with this email (case-insensitive), or None."""
+    if not email.isprintable():  # control characters and lone surrogates: no one's email, and not for a query
+        return None
     value: int | None = (
         Membership.objects.filter(organization=organization, user__email__iexact=email.strip())
         .order_by("user_id")

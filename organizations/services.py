@@ -133,6 +133,9 @@ def _group_name(name: str) -> str:
 def _group_description(description: str) -> str:
     if len(description) > GROUP_DESCRIPTION_MAX:
         raise ValidationError("description", f"must be at most {GROUP_DESCRIPTION_MAX} characters.")
+    # NUL, which PostgreSQL cannot store, and lone surrogates (JSON's "\ud800"), which no database can.
+    if "\x00" in description or any(0xD800 <= ord(character) <= 0xDFFF for character in description):
+        raise ValidationError("description", "must be text without NUL characters or lone surrogates.")
     return description
 
 

@@ -322,8 +322,13 @@ class GroupUpdateRequestSerializer(serializers.Serializer):
     )
 
 
+@extend_schema_field({"oneOf": [{"type": "string", "pattern": "^[0-9]+$"}, {"type": "integer", "minimum": 0}]})
+class UserIdInputField(serializers.CharField):
+    pass
+
+
 class GroupMemberAddRequestSerializer(serializers.Serializer):
-    userId = serializers.CharField(required=False, help_text="A member's user id (digits); or `email`")
+    userId = UserIdInputField(required=False, help_text="A member's user id (digits, or a JSON integer); or `email`")
     email = serializers.CharField(required=False, help_text="A member's email address; or `userId`")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -83,12 +84,16 @@ def test_create_without_a_description(admin: Caller) -> None:
         ({"name": 42}, "name"),
         ({"name": None}, "name"),
         ({"name": "a\nb"}, "name"),
+        ({"name": "\ud800"}, "name"),
+        ({"name": "Ops", "description": "a\x00b"}, "description"),
+        ({"name": "Ops", "description": "\udfff"}, "description"),
         ({"name": "Ops", "description": "x" * 1001}, "description"),
         ({"name": "Ops", "description": 1}, "description"),
     ],
 )
 def test_create_rejects_bad_input_and_writes_nothing(admin: Caller, body: dict[str, Any], field: str) -> None:
-    detail = error(admin.client.post(groups_url(admin), body, format="json"), 400)
+    # As JSON on the wire, with its \u escapes (lone surrogates among them).
+    detail = error(admin.client.post(groups_url(admin), json.dumps(body), content_type="application/json"), 400)
     assert detail.startswith(f"{field}:")
     assert not Group.objects.exists()
 
@@ -234,13 +239,15 @@ def test_members_page_with_a_cursor(admin: Caller, organization: Organization) -
         ({"email": "nobody@acme.test"}, "email: is not a member of this organization."),
         ({"email": "admin@globex.test"}, "email: is not a member of this organization."),
         ({"email": 7}, "email: Not a valid string."),
+        ({"email": "\ud800@acme.test"}, "email: Surrogate characters are not allowed: U+D800."),
     ],
 )
 def test_add_member_rejects_bad_input(
     admin: Caller, member: Caller, other_admin: Caller, body: Any, detail: str
 ) -> None:
     group = group_create(organization=admin.organization, name="Ops")
-    response = admin.client.post(f"{groups_url(admin)}/{group.pk}/members", body, format="json")
+    url = f"{groups_url(admin)}/{group.pk}/members"
+    response = admin.client.post(url, json.dumps(body), content_type="application/json")
     assert error(response, 400) == detail
     assert not GroupMembership.objects.exists()
 
