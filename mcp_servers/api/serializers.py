@@ -194,8 +194,6 @@ def access_output(server: McpServer, grants: Any, group_grants: Any) -> dict[str
 
 # --- Groups ---------------------------------------------------------------------------------------------------------
 
-MAX_USER_ID = 2**63 - 1  # the largest primary key any supported database stores
-
 
 class UserIdField(serializers.Field):
     """A user id as the API renders it (a string of digits), or as a JSON integer."""
@@ -207,6 +205,8 @@ class UserIdField(serializers.Field):
             self.fail("invalid")
         if isinstance(data, str) and not (data.isascii() and data.isdigit()):  # "²".isdigit(), but int("²") fails
             self.fail("invalid")
+        if isinstance(data, str) and len(data) > 20:  # no one's id, and past Python's int() limit if much longer
+            return 2**64
         value = int(data)
         if value < 0:
             self.fail("invalid")

@@ -225,7 +225,7 @@ class McpServerAccessDetailApi(OrganizationApi):
         server = mcp_server_find(organization=self.organization, server_id=server_id)
         if not (user_id.isascii() and user_id.isdigit()):  # "²".isdigit(), but int("²") fails
             raise ValidationError("userId", "is not a valid user id.")
-        if int(user_id) > _MAX_ID:  # no user has it, and the database cannot even compare it
+        if len(user_id) > 20 or int(user_id) > _MAX_ID:  # no user has it, and the database cannot even compare it
             raise NotFound("No such access grant.")
         mcp_server_access_revoke(server=server, user_id=int(user_id))
         return Response(status=204)
@@ -439,7 +439,7 @@ class GroupMemberDetailApi(OrganizationApi):
         group = group_get(organization=self.organization, group_id=group_id)
         if not (user_id.isascii() and user_id.isdigit()):  # "²".isdigit(), but int("²") fails
             raise ValidationError("userId", "is not a valid user id.")
-        if int(user_id) > _MAX_ID:
+        if len(user_id) > 20 or int(user_id) > _MAX_ID:
             raise NotFound("No such group member.")
         group_member_remove(group=group, user_id=int(user_id))
         return Response(status=204)

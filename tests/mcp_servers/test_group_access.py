@@ -235,6 +235,7 @@ def test_a_direct_grant_and_a_group_grant_each_suffice(
     assert catalog(member) == ["server_0__tool_0", "server_0__tool_1"]  # still directly
     assert admin.client.delete(f"{access_url(admin, server)}/{member.user.pk}").status_code == 204
     assert catalog(member) == []
+    assert admin.client.delete(f"{access_url(admin, server)}/{'9' * 5000}").status_code == 404
 
 
 def test_another_organizations_group_gives_nothing(member: Caller, organization: Organization) -> None:
