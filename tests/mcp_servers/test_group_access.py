@@ -382,3 +382,21 @@ def test_reads_and_calls_cost_the_same_queries_whatever_the_groups_and_members(
     assert len(small_users.captured_queries) == len(large_users.captured_queries) == 3
     assert len(catalog(member)) == 2 * 31
     assert len(admin.client.get(access_url(admin, servers[0])).json()["data"]["groups"]) == 41
+
+
+def test_the_rule_is_one_query_for_a_member_in_many_groups(
+    member: Caller, organization: Organization, django_assert_num_queries: Any
+) -> None:
+    servers = private_servers(organization, 10)
+    groups = [group_create(organization=organization, name=f"Group {i}") for i in range(50)]
+    membership = Membership.objects.get(user=member.user, organization=organization)
+    GroupMembership.objects.bulk_create(GroupMembership(group=group, membership=membership) for group in groups)
+    McpServerGroupAccess.objects.bulk_create(
+        McpServerGroupAccess(server=server, group=group) for server in servers for group in groups
+    )
+    with django_assert_num_queries(1):
+        usable = list(servers_usable_by(organization=organization, user_id=member.user.pk, is_admin=False))
+    assert sorted(s.pk for s in usable) == sorted(s.pk for s in servers)  # each once, though granted 50 times
+    with django_assert_num_queries(3):
+        users = mcp_server_users(server=servers[0])
+    assert [(u.email, len(u.groups)) for u in users] == [("member@acme.test", 50)]
