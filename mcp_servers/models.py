@@ -226,6 +226,24 @@ class McpServerAccess(models.Model):
         return f"{self.user_id} on {self.server_id}"
 
 
+class McpServerGroupAccess(models.Model):
+    """A group whose members may use a server that not everyone in the organization can access."""
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="group_access_grants")
+    group = models.ForeignKey(
+        "organizations.Group", on_delete=models.CASCADE, related_name="mcp_server_grants", db_index=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "group access grant"
+        # Led by the group: the access rule looks grants up by the caller's groups (the server FK has its own index).
+        constraints = [models.UniqueConstraint(fields=["group", "server"], name="unique_group_access_grant")]
+
+    def __str__(self) -> str:
+        return f"group {self.group_id} on {self.server_id}"
+
+
 class OAuthRevocation(models.Model):
     """Tokens of a deleted (or re-pointed) server, waiting for the worker to revoke them at the server.
 

@@ -5,8 +5,9 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from core.errors import NotFound, ValidationError
 from mcp_servers import tool_catalog
@@ -14,13 +15,14 @@ from mcp_servers.models import (
     AccessMode,
     McpServer,
     McpServerAccess,
+    McpServerGroupAccess,
     McpTool,
     SetupState,
     SyncStatus,
     ToolCall,
     ToolCallStatus,
 )
-from organizations.models import Organization
+from organizations.models import GroupMembership, Membership, Organization
 
 _TOOL_FIELDS = ("id", "server_id", "name", "description", "read_only_hint", "access_mode", "found_in_server")
 
@@ -111,16 +113,87 @@ def mcp_tool_get(*, server: McpServer, tool_id: str) -> McpTool:
 
 
 def mcp_server_access_list(*, server: McpServer) -> QuerySet[McpServerAccess]:
-    return McpServerAccess.objects.filter(server=server).select_related("user").order_by("created_at")
+    """The members granted the server directly, oldest grant first."""
+    return McpServerAccess.objects.filter(server=server).select_related("user").order_by("created_at", "pk")
+
+
+def mcp_server_group_access_list(*, server: McpServer) -> QuerySet[McpServerGroupAccess]:
+    """The groups granted the server, oldest grant first, each with its group and `member_count`: one query."""
+    return (
+        McpServerGroupAccess.objects.filter(server=server)
+        .select_related("group")
+        .annotate(member_count=Count("group__memberships"))
+        .order_by("created_at", "pk")
+    )
 
 
 def servers_usable_by(*, organization: Organization, user_id: int, is_admin: bool) -> QuerySet[McpServer]:
     """The servers a member's models may use: connected, and every one for an admin, else those everyone in the
-    organization may use or the member was granted. The one rule the catalog and tool calls share."""
+    organization may use, those the member was granted directly, and those granted to any group the member is in.
+
+    The one rule the catalog, tool calls (and their approvals) and the MCP endpoint share. It is one query whatever
+    the number of grants, groups and members (the grants are subqueries, so a member granted a server twice, or
+    through several groups, still sees it once), and it reads the grants as they stand: a deleted group, a removed
+    member or a revoked grant counts no more on the next read.
+    """
     servers = McpServer.objects.filter(organization=organization, setup_state=SetupState.CONNECTED)
     if not is_admin:
-        servers = servers.filter(Q(everyone_in_organization_can_access=True) | Q(access_grants__user_id=user_id))
+        granted = McpServerAccess.objects.filter(user_id=user_id).values("server_id")
+        through_groups = McpServerGroupAccess.objects.filter(
+            group__memberships__membership__user_id=user_id,
+            group__memberships__membership__organization=organization,
+        ).values("server_id")
+        servers = servers.filter(
+            Q(everyone_in_organization_can_access=True) | Q(pk__in=granted) | Q(pk__in=through_groups)
+        )
     return servers
+
+
+@dataclass(frozen=True)
+class ServerUser:
+    """A member who may use a server, and why: `everyone`, `admin`, `direct` and the names of the granting groups."""
+
+    user_id: int
+    email: str
+    role: str
+    everyone: bool
+    admin: bool
+    direct: bool
+    groups: tuple[str, ...]
+
+
+def mcp_server_users(*, server: McpServer) -> list[ServerUser]:
+    """Every member of the server's organization who may use it, with the reasons, by email (the admin's "who may
+    use it"; the rule is `servers_usable_by`'s). Three queries whatever the number of members, groups and grants."""
+    memberships = Membership.objects.filter(organization_id=server.organization_id)
+    everyone = server.everyone_in_organization_can_access
+    if not everyone:
+        memberships = memberships.filter(
+            Q(role=Membership.Role.ADMIN)
+            | Q(user_id__in=McpServerAccess.objects.filter(server=server).values("user_id"))
+            | Q(pk__in=GroupMembership.objects.filter(group__mcp_server_grants__server=server).values("membership_id"))
+        )
+    rows = list(memberships.select_related("user").only("user_id", "role", "user__email").order_by("user__email", "pk"))
+    direct = set(McpServerAccess.objects.filter(server=server).values_list("user_id", flat=True))
+    groups: dict[int, list[str]] = {}
+    for user_id, group_name in (
+        GroupMembership.objects.filter(group__mcp_server_grants__server=server)
+        .order_by("group__name")
+        .values_list("membership__user_id", "group__name")
+    ):
+        groups.setdefault(user_id, []).append(group_name)
+    return [
+        ServerUser(
+            user_id=membership.user_id,
+            email=membership.user.email,
+            role=membership.role,
+            everyone=everyone,
+            admin=membership.role == Membership.Role.ADMIN,
+            direct=membership.user_id in direct,
+            groups=tuple(groups.get(membership.user_id, ())),
+        )
+        for membership in rows
+    ]
 
 
 _CATALOG_FIELDS = (

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 
 from core.ids import new_id
 
@@ -38,6 +39,52 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.organization} ({self.role})"
+
+
+GROUP_NAME_MAX = 100
+GROUP_DESCRIPTION_MAX = 1000
+
+
+class Group(models.Model):
+    """Members of an organization, named: a server granted to a group may be used by each of its members."""
+
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="groups")
+    name = models.CharField(max_length=GROUP_NAME_MAX)
+    description = models.TextField(max_length=GROUP_DESCRIPTION_MAX, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # Names are told apart as people read them: "Support" and "support" are one group.
+            models.UniqueConstraint(models.F("organization"), Lower("name"), name="unique_group_name_per_org"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class GroupMembership(models.Model):
+    """A member of an organization in one of its groups. It hangs on the organization membership, so a person who
+    leaves the organization leaves its groups with it."""
+
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="memberships")
+    # Indexed below, led by the membership.
+    membership = models.ForeignKey(
+        Membership, on_delete=models.CASCADE, related_name="group_memberships", db_index=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "group member"
+        constraints = [models.UniqueConstraint(fields=["group", "membership"], name="unique_group_membership")]
+        # "Which groups is this person in": the access rule's lookup, led by the membership.
+        indexes = [models.Index(fields=["membership", "group"], name="group_membership_by_member")]
+
+    def __str__(self) -> str:
+        return f"{self.membership_id} in {self.group_id}"
 
 
 class ApiKey(models.Model):

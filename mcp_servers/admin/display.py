@@ -1,19 +1,22 @@
-"""How the admin shows a server's and a tool's state: badges, relative times, a safe authorization link."""
+"""How the admin shows a server's and a tool's state: badges, relative times, a safe authorization link, who may use
+a server and why."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 
 from mcp_servers.admin.forms import ACCESS_MODE_CHOICES
 from mcp_servers.models import McpServer, McpTool, SetupState, SyncStatus, TransportType
+from mcp_servers.selectors import ServerUser
 
 TONES = {
     SetupState.CONNECTED: "ok",
@@ -111,3 +114,32 @@ class TitledAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         context["title"] = self.add_title if add else self.change_title
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+def _reasons(user: ServerUser) -> str:
+    reasons = []
+    if user.admin:
+        reasons.append("an organization admin")
+    if user.direct:
+        reasons.append("granted directly")
+    if user.groups:
+        label = "group" if len(user.groups) == 1 else "groups"
+        reasons.append(f"through {label} " + ", ".join(f"“{name}”" for name in user.groups))
+    return "; ".join(reasons)
+
+
+def who_may_use_table(server: McpServer, users: Sequence[ServerUser]) -> SafeString:
+    """Who may use a server, and why (`selectors.mcp_server_users`)."""
+    if server.everyone_in_organization_can_access:
+        count = len(users)
+        return format_html("Everyone in the organization ({} member{}).", count, "" if count == 1 else "s")
+    if not users:
+        return format_html("{}", "No one: no admin, no grant.")
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td></tr>",
+        ((user.email or f"user {user.user_id}", _reasons(user)) for user in users),
+    )
+    return format_html(
+        '<table class="mcp-who"><thead><tr><th>Member</th><th>Why</th></tr></thead><tbody>{}</tbody></table>', rows
+    )

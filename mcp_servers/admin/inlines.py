@@ -1,4 +1,5 @@
-"""The rows on a server's change page: its static headers (values write-only) and its tools (a page at a time)."""
+"""The rows on a server's change page: its static headers (values write-only), its tools (a page at a time) and the
+groups granted it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.forms import BaseInlineFormSet
+from django.forms import BaseInlineFormSet, ModelChoiceField
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -15,9 +16,10 @@ from django.utils.text import Truncator
 from mcp_servers.admin.display import definition_badge, found_badge, read_only_badge
 from mcp_servers.admin.forms import HeaderFormSet, HeaderRowForm, ToolFormSet, ToolRowForm, pending_error
 from mcp_servers.admin.tool_pages import posted_tool_ids, tool_page
-from mcp_servers.models import McpServer, McpServerHeader, McpTool
+from mcp_servers.models import McpServer, McpServerGroupAccess, McpServerHeader, McpTool
 from mcp_servers.validation import MAX_HEADERS
 from organizations.admin import admin_organization_ids, administers, administers_any
+from organizations.models import Group
 
 
 class ServerPartInline(admin.TabularInline):
@@ -126,3 +128,29 @@ class ToolInline(ServerPartInline):
     @admin.display(description="Definition")
     def definition(self, tool: McpTool) -> SafeString:
         return definition_badge(tool)
+
+
+class GroupAccessInline(ServerPartInline):
+    """The groups granted a server (each of their members may use it): added and removed through the services."""
+
+    model = McpServerGroupAccess
+    fields = ("group", "created_at")
+    readonly_fields = ("created_at",)
+    verbose_name = "group granted access"
+    verbose_name_plural = "Groups granted access (used when not everyone in the organization may use the server)"
+    extra = 0
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a row is one group's grant: revoke it and grant another
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).select_related("group").order_by("group__name")
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> type[BaseInlineFormSet]:
+        formset = super().get_formset(request, obj, **kwargs)
+        field = formset.form.base_fields.get("group")
+        if isinstance(field, ModelChoiceField) and obj is not None:
+            field.queryset = Group.objects.filter(organization_id=obj.organization_id).order_by("name")
+            for attribute in ("can_add_related", "can_change_related", "can_delete_related", "can_view_related"):
+                setattr(field.widget, attribute, False)
+        return formset

@@ -38,6 +38,7 @@ from mcp_servers.admin.display import (
     setup_badge,
     sync_badge,
     when,
+    who_may_use_table,
 )
 from mcp_servers.admin.forms import (
     HeaderFormSet,
@@ -50,10 +51,11 @@ from mcp_servers.admin.forms import (
     service_call,
     set_pending_error,
 )
-from mcp_servers.admin.inlines import HeaderInline, ToolInline
+from mcp_servers.admin.inlines import GroupAccessInline, HeaderInline, ToolInline
 from mcp_servers.admin.tool_pages import tool_page
 from mcp_servers.models import (
     McpServer,
+    McpServerGroupAccess,
     McpServerHeader,
     McpServerOAuth,
     McpTool,
@@ -62,10 +64,12 @@ from mcp_servers.models import (
     ToolCallStatus,
     TransportType,
 )
-from mcp_servers.selectors import mcp_server_wait_for_new_auth_url, mcp_server_wait_for_sync
+from mcp_servers.selectors import mcp_server_users, mcp_server_wait_for_new_auth_url, mcp_server_wait_for_sync
 from mcp_servers.services import (
+    mcp_server_access_grant,
     mcp_server_create,
     mcp_server_delete,
+    mcp_server_group_access_revoke,
     mcp_server_reauthorize_request,
     mcp_server_sync_request,
     mcp_server_update,
@@ -227,20 +231,24 @@ class McpServerAdmin(TitledAdmin, OrganizationScopedAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = ["organization", "display_name", "server_url", "everyone_in_organization_can_access"]
         credentials = ["oauth_client_id", "oauth_client_secret", "oauth_private_key", "oauth_signing_algorithm"]
-        if obj is not None:
-            fields.insert(2, "server_label")
-            if hasattr(obj, "client_credentials"):
-                credentials.append("oauth_remove_client_credentials")
-        return [
-            (None, {"fields": fields}),
-            ("OAuth client credentials (machine to machine)", {"fields": credentials, "classes": ["collapse"]}),
-        ]
+        oauth = ("OAuth client credentials (machine to machine)", {"fields": credentials, "classes": ["collapse"]})
+        if obj is None:
+            return [(None, {"fields": fields}), oauth]
+        fields.insert(2, "server_label")
+        if hasattr(obj, "client_credentials"):
+            credentials.append("oauth_remove_client_credentials")
+        return [(None, {"fields": fields}), oauth, ("Who may use it", {"fields": ["who_may_use"]})]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        return ("organization", "server_label") if obj is not None else ()
+        return ("organization", "server_label", "who_may_use") if obj is not None else ()
 
     def get_inlines(self, request: HttpRequest, obj: Any) -> list[type[admin.options.InlineModelAdmin]]:
-        return [HeaderInline] if obj is None else [HeaderInline, ToolInline]
+        return [HeaderInline] if obj is None else [HeaderInline, GroupAccessInline, ToolInline]
+
+    @admin.display(description="Members who may use it")
+    def who_may_use(self, server: McpServer) -> SafeString:
+        """Who may use the server and why: everyone, or admins, direct grants and groups (the catalog's rule)."""
+        return who_may_use_table(server, mcp_server_users(server=server))
 
     def get_formset_kwargs(
         self, request: HttpRequest, obj: Any, inline: admin.options.InlineModelAdmin, prefix: str
@@ -317,7 +325,17 @@ class McpServerAdmin(TitledAdmin, OrganizationScopedAdmin):
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         """Tool decisions through the service; headers were written with the server (save_model). Either way, what
         changed is recorded as Django's history expects (the attributes formset.save() would set)."""
-        if isinstance(formset, ToolFormSet):
+        if formset.model is McpServerGroupAccess:
+            server = form.instance
+            formset.save(commit=False)
+            for grant in formset.deleted_objects:
+                mcp_server_group_access_revoke(server=server, group_id=grant.group_id)
+            granted = [grant.group_id for grant in formset.new_objects]
+            if granted:
+                with service_call("update"):
+                    mcp_server_access_grant(server=server, group_ids=[str(group_id) for group_id in granted])
+            formset.changed_objects = []
+        elif isinstance(formset, ToolFormSet):
             decided = [
                 mcp_tool_set_access_mode(tool=row.instance, access_mode=row.access_mode)
                 for row in formset.forms

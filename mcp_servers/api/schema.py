@@ -30,10 +30,13 @@ from rest_framework import serializers
 
 from mcp_servers import tool_catalog
 from mcp_servers.models import AccessMode, SetupState, ToolCallChannel, ToolCallError, ToolCallStatus, TransportType
+from mcp_servers.services.servers import MAX_GROUPS_PER_GRANT
 from mcp_servers.validation import DISPLAY_NAME_MAX, SERVER_URL_MAX
+from organizations.models import GROUP_DESCRIPTION_MAX, GROUP_NAME_MAX
 
 TAG = "MCP servers"
 CALLS_TAG = "Tool calls"
+GROUPS_TAG = "Groups"
 SECURITY_SCHEME = "bearerAuth"
 
 
@@ -175,6 +178,7 @@ PATH_PARAMETER_NAMES = {
     "tool_id": "toolId",
     "user_id": "userId",
     "call_id": "callId",
+    "group_id": "groupId",
 }
 
 
@@ -201,6 +205,10 @@ CURSOR = OpenApiParameter(
     description="Where to continue: the previous page's `pagination.nextCursor` (opaque)",
 )
 CALL_ID = _path("call_id", "Tool call ID")
+GROUP_ID = _path("group_id", "Group ID")
+MEMBER_USER_ID = _path(
+    "user_id", "User ID (see `data[].userId` of the group's members)", {"type": "string", "pattern": "^[0-9]+$"}
+)
 CALL_STATUS = OpenApiParameter(
     "status",
     {"type": "string", "enum": list(ToolCallStatus.values)},
@@ -310,7 +318,52 @@ class McpToolUpdateRequestSerializer(serializers.Serializer):
 
 
 class McpServerAccessGrantRequestSerializer(serializers.Serializer):
-    email = serializers.CharField(allow_blank=True, trim_whitespace=False, help_text="A member's email address")
+    email = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, help_text="A member's email address"
+    )
+    groupIds = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        max_length=MAX_GROUPS_PER_GRANT,
+        help_text="Ids of groups of the organization: each of their members may use the server",
+    )
+
+
+class GroupCreateRequestSerializer(serializers.Serializer):
+    name = serializers.CharField(
+        min_length=1,
+        max_length=GROUP_NAME_MAX,
+        trim_whitespace=False,
+        help_text="The group's name, unique in the organization (case-insensitively), 1-100 characters after trimming",
+    )
+    description = serializers.CharField(
+        required=False, default="", allow_blank=True, max_length=GROUP_DESCRIPTION_MAX, trim_whitespace=False
+    )
+
+
+class GroupUpdateRequestSerializer(serializers.Serializer):
+    name = serializers.CharField(
+        required=False, min_length=1, max_length=GROUP_NAME_MAX, trim_whitespace=False, help_text="A new name"
+    )
+    description = serializers.CharField(
+        required=False, allow_blank=True, max_length=GROUP_DESCRIPTION_MAX, trim_whitespace=False
+    )
+
+
+@extend_schema_field({"oneOf": [{"type": "string", "pattern": "^[0-9]+$"}, {"type": "integer", "minimum": 0}]})
+class UserIdInputField(serializers.CharField):
+    pass
+
+
+class GroupMemberAddRequestSerializer(serializers.Serializer):
+    userId = UserIdInputField(required=False, help_text="A member's user id (digits, or a JSON integer); or `email`")
+    email = serializers.CharField(required=False, help_text="A member's email address; or `userId`")
+
+
+GROUP_MEMBER_EXAMPLE = OpenApiExample("A member by email", value={"email": "alice@acme.example"}, request_only=True)
+GROUP_EXAMPLE = OpenApiExample(
+    "A group", value={"name": "Support", "description": "The support team"}, request_only=True
+)
 
 
 # --- Responses ----------------------------------------------------------------------------------------------
@@ -398,14 +451,56 @@ class McpServerAccessMemberSerializer(serializers.Serializer):
     grantedAt = serializers.DateTimeField(help_text="When access was granted")
 
 
+class McpServerAccessGroupSerializer(serializers.Serializer):
+    groupId = serializers.CharField(help_text="Group ID")
+    name = serializers.CharField(help_text="The group's name")
+    memberCount = serializers.IntegerField(help_text="How many members the group has")
+    grantedAt = serializers.DateTimeField(help_text="When access was granted")
+
+
 class McpServerAccessSerializer(serializers.Serializer):
     everyoneInOrganizationCanAccess = serializers.BooleanField(
         help_text="Whether every member in the organization can use this MCP server"
     )
     members = McpServerAccessMemberSerializer(many=True, help_text="Members granted access (admins always have it)")
+    groups = McpServerAccessGroupSerializer(many=True, help_text="Groups granted access: each of their members has it")
 
 
 McpServerAccessResponseSerializer = _envelope("McpServerAccessResponseSerializer", McpServerAccessSerializer())
+
+
+class GroupSerializer(serializers.Serializer):
+    """A group (`mcp_servers.api.serializers.group_output`)."""
+
+    id = serializers.CharField(help_text="Group ID")
+    name = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    memberCount = serializers.IntegerField(help_text="How many members the group has")
+    createdAt = serializers.DateTimeField()
+    updatedAt = serializers.DateTimeField()
+
+
+class GroupMemberSerializer(serializers.Serializer):
+    """A member of a group (`mcp_servers.api.serializers.group_member_output`)."""
+
+    userId = serializers.CharField(help_text="User ID")
+    email = serializers.CharField()
+    role = serializers.ChoiceField(choices=["ADMIN", "MEMBER"], help_text="The member's role in the organization")
+    addedAt = serializers.DateTimeField(help_text="When the member was added to the group")
+
+
+GroupResponseSerializer = _envelope("GroupResponseSerializer", GroupSerializer())
+GroupListResponseSerializer = _envelope(
+    "GroupListResponseSerializer",
+    GroupSerializer(many=True, help_text="Groups, newest first"),
+    pagination=PaginationSerializer(),
+)
+GroupMemberResponseSerializer = _envelope("GroupMemberResponseSerializer", GroupMemberSerializer())
+GroupMemberListResponseSerializer = _envelope(
+    "GroupMemberListResponseSerializer",
+    GroupMemberSerializer(many=True, help_text="Members, the latest added first"),
+    pagination=PaginationSerializer(),
+)
 
 
 # The tool catalog: one shape per `format` (see `mcp_servers.tool_catalog`).
@@ -679,15 +774,17 @@ UPDATE_TOOL = _operation(
 GET_ACCESS = _operation(
     "getMcpServerAccess",
     "List who may use an MCP server",
-    "Members granted access to a server that not everyone in the organization can use.",
+    "Members granted access to a server that not everyone in the organization can use (`members`), and groups "
+    "granted it (`groups`): a member may use the server when granted it directly or through any of their groups.",
     parameters=(SERVER_ID,),
     ok=(200, McpServerAccessResponseSerializer, "The server's access list"),
     not_found=_SERVER_NOT_FOUND,
 )
 GRANT_ACCESS = _operation(
     "grantMcpServerAccess",
-    "Grant a member access to an MCP server",
-    "Grants a member of the organization, by email, access to the server (idempotent).",
+    "Grant a member or groups access to an MCP server",
+    "Grants a member of the organization (by `email`) and/or groups of the organization (`groupIds`, at most 100) "
+    "access to the server, all or nothing (idempotent).",
     parameters=(SERVER_ID,),
     request=McpServerAccessGrantRequestSerializer,
     ok=(201, McpServerAccessResponseSerializer, "The server's access list"),
@@ -697,12 +794,23 @@ GRANT_ACCESS = _operation(
 REVOKE_ACCESS = _operation(
     "revokeMcpServerAccess",
     "Revoke a member's access to an MCP server",
-    "Removes one member's grant; a `userId` that is not a whole number is a 400.",
+    "Removes one member's direct grant (they may still use the server through a group); a `userId` that is not "
+    "a whole number is a 400.",
     parameters=(SERVER_ID, USER_ID),
     request=None,
     ok=(204, None, "Access revoked"),
     bad_request=True,
     not_found="Organization, MCP server or access grant not found, or no admin access",
+)
+REVOKE_GROUP_ACCESS = _operation(
+    "revokeMcpServerGroupAccess",
+    "Revoke a group's access to an MCP server",
+    "Removes one group's grant; its members lose the server on their next catalog read or call, unless granted "
+    "it otherwise.",
+    parameters=(SERVER_ID, GROUP_ID),
+    request=None,
+    ok=(204, None, "Access revoked"),
+    not_found="Organization, MCP server or group access grant not found, or no admin access",
 )
 TOOL_CATALOG = _operation(
     "listMcpToolCatalog",
@@ -776,6 +884,97 @@ DENY_TOOL_CALL = _operation(
     extra_errors=(409,),
     not_found="Organization or tool call not found, or not yours",
     tag=CALLS_TAG,
+)
+
+
+_GROUP_NOT_FOUND = "Organization or group not found, or no admin access"
+
+LIST_GROUPS = _operation(
+    "listGroups",
+    "List groups",
+    "The organization's groups, newest first, `limit` at a time, with their member counts. Requires admin access "
+    "(reads too: who is in which group is for the organization's admins).",
+    parameters=(LIMIT, CURSOR),
+    ok=(200, GroupListResponseSerializer, "A page of groups"),
+    bad_request=True,
+    tag=GROUPS_TAG,
+)
+CREATE_GROUP = _operation(
+    "createGroup",
+    "Create a group",
+    "A group of the organization's members, to grant MCP servers to all of them at once. The name is unique in the "
+    "organization, case-insensitively (a taken name is a 400). Requires admin access.",
+    request=GroupCreateRequestSerializer,
+    examples=(GROUP_EXAMPLE,),
+    ok=(201, GroupResponseSerializer, "Group created"),
+    bad_request=True,
+    tag=GROUPS_TAG,
+)
+GET_GROUP = _operation(
+    "getGroup",
+    "Get a group",
+    "One group with its member count. Requires admin access.",
+    parameters=(GROUP_ID,),
+    ok=(200, GroupResponseSerializer, "The group"),
+    not_found=_GROUP_NOT_FOUND,
+    tag=GROUPS_TAG,
+)
+UPDATE_GROUP = _operation(
+    "updateGroup",
+    "Update a group",
+    "Renames a group or changes its description. Requires admin access.",
+    parameters=(GROUP_ID,),
+    request=GroupUpdateRequestSerializer,
+    ok=(200, GroupResponseSerializer, "The updated group"),
+    bad_request=True,
+    not_found=_GROUP_NOT_FOUND,
+    tag=GROUPS_TAG,
+)
+DELETE_GROUP = _operation(
+    "deleteGroup",
+    "Delete a group",
+    "Deletes the group, its memberships and its access grants (not the members, nor the servers): its members "
+    "lose what only the group gave them on their next catalog read or call. Requires admin access.",
+    parameters=(GROUP_ID,),
+    request=None,
+    ok=(204, None, "Group deleted"),
+    not_found=_GROUP_NOT_FOUND,
+    tag=GROUPS_TAG,
+)
+LIST_GROUP_MEMBERS = _operation(
+    "listGroupMembers",
+    "List a group's members",
+    "The group's members, the latest added first, `limit` at a time. Requires admin access.",
+    parameters=(GROUP_ID, LIMIT, CURSOR),
+    ok=(200, GroupMemberListResponseSerializer, "A page of the group's members"),
+    bad_request=True,
+    not_found=_GROUP_NOT_FOUND,
+    tag=GROUPS_TAG,
+)
+ADD_GROUP_MEMBER = _operation(
+    "addGroupMember",
+    "Add a member to a group",
+    "Adds a member of the organization, by `userId` or by `email`, to the group (idempotent); anyone who is not a "
+    "member of the organization is a 400. Requires admin access.",
+    parameters=(GROUP_ID,),
+    request=GroupMemberAddRequestSerializer,
+    examples=(GROUP_MEMBER_EXAMPLE,),
+    ok=(201, GroupMemberResponseSerializer, "The group's member"),
+    bad_request=True,
+    not_found=_GROUP_NOT_FOUND,
+    tag=GROUPS_TAG,
+)
+REMOVE_GROUP_MEMBER = _operation(
+    "removeGroupMember",
+    "Remove a member from a group",
+    "Removes one member from the group: what only the group gave them is gone on their next catalog read or call. "
+    "A `userId` that is not a whole number is a 400. Requires admin access.",
+    parameters=(GROUP_ID, MEMBER_USER_ID),
+    request=None,
+    ok=(204, None, "Member removed"),
+    bad_request=True,
+    not_found="Organization, group or group member not found, or no admin access",
+    tag=GROUPS_TAG,
 )
 
 

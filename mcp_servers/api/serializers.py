@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from core.errors import ValidationError
 from mcp_servers.models import AccessMode, McpServer, McpTool, ToolCall, ToolCallStatus
+from organizations.models import Group, GroupMembership
 
 
 class StrictCharField(serializers.CharField):
@@ -144,7 +145,15 @@ class ToolUpdateInputSerializer(serializers.Serializer):
 
 
 class AccessGrantInputSerializer(serializers.Serializer):
-    email = StrictCharField()
+    """A member by `email`, and/or groups by `groupIds`: at least one."""
+
+    email = StrictCharField(required=False)
+    groupIds = serializers.ListField(child=StrictCharField(), required=False, allow_empty=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "email" not in attrs and not attrs.get("groupIds"):
+            raise ValidationError("email", "send a member's email, or groupIds (a list of group ids), or both.")
+        return attrs
 
 
 def list_params(query: Any) -> tuple[int, str | None]:
@@ -171,13 +180,91 @@ def tool_detail_output(tool: McpTool) -> dict[str, Any]:
     }
 
 
-def access_output(server: McpServer, grants: Any) -> dict[str, Any]:
+def access_output(server: McpServer, grants: Any, group_grants: Any) -> dict[str, Any]:
+    """Who was granted a server: members directly (`members`) and groups (`groups`, each member of which may use
+    it)."""
     return {
         "everyoneInOrganizationCanAccess": server.everyone_in_organization_can_access,
         "members": [
             {"userId": str(grant.user_id), "email": grant.user.email, "grantedAt": _timestamp(grant.created_at)}
             for grant in grants
         ],
+        "groups": [
+            {
+                "groupId": str(grant.group_id),
+                "name": grant.group.name,
+                "memberCount": int(getattr(grant, "member_count", 0)),
+                "grantedAt": _timestamp(grant.created_at),
+            }
+            for grant in group_grants
+        ],
+    }
+
+
+# --- Groups ---------------------------------------------------------------------------------------------------------
+
+
+class UserIdField(serializers.Field):
+    """A user id as the API renders it (a string of digits), or as a JSON integer."""
+
+    default_error_messages = {"invalid": "is not a valid user id."}
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int | str):
+            self.fail("invalid")
+        if isinstance(data, str) and not (data.isascii() and data.isdigit()):  # "²".isdigit(), but int("²") fails
+            self.fail("invalid")
+        if isinstance(data, str) and len(data) > 20:  # no one's id, and past Python's int() limit if much longer
+            return 2**64
+        value = int(data)
+        if value < 0:
+            self.fail("invalid")
+        return value
+
+    def to_representation(self, value: Any) -> str:
+        return str(value)
+
+
+class GroupCreateInputSerializer(serializers.Serializer):
+    name = StrictCharField()
+    description = StrictCharField(required=False, default="")
+
+
+class GroupUpdateInputSerializer(serializers.Serializer):
+    name = StrictCharField(required=False)
+    description = StrictCharField(required=False)
+
+
+class GroupMemberInputSerializer(serializers.Serializer):
+    """A member of the organization, by `userId` or by `email`: exactly one."""
+
+    userId = UserIdField(required=False)
+    email = StrictCharField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("userId" in attrs) == ("email" in attrs):
+            raise ValidationError("userId", "send either userId or email (of a member of this organization).")
+        return attrs
+
+
+def group_output(group: Group) -> dict[str, Any]:
+    """A group (with `member_count`, as the group selectors read it)."""
+    return {
+        "id": str(group.pk),
+        "name": group.name,
+        "description": group.description,
+        "memberCount": int(getattr(group, "member_count", 0)),
+        "createdAt": _timestamp(group.created_at),
+        "updatedAt": _timestamp(group.updated_at),
+    }
+
+
+def group_member_output(member: GroupMembership) -> dict[str, Any]:
+    return {
+        "userId": str(member.membership.user_id),
+        "email": member.membership.user.email,
+        "role": member.membership.role,
+        "addedAt": _timestamp(member.created_at),
     }
 
 

@@ -6,6 +6,8 @@ _SERVERS = "organizations/<str:org_id>/mcp-servers"
 _SERVER = f"{_SERVERS}/<str:server_id>"
 _CALLS = "organizations/<str:org_id>/tool-calls"
 _CALL = f"{_CALLS}/<str:call_id>"
+_GROUPS = "organizations/<str:org_id>/groups"
+_GROUP = f"{_GROUPS}/<str:group_id>"
 
 urlpatterns = [
     path(_SERVERS, views.McpServerCollectionApi.as_view(), name="mcp-server-collection"),
@@ -16,9 +18,18 @@ urlpatterns = [
     path(f"{_SERVER}/tools/<str:tool_id>", views.McpToolDetailApi.as_view(), name="mcp-tool-detail"),
     path(f"{_SERVER}/access", views.McpServerAccessApi.as_view(), name="mcp-server-access"),
     path(f"{_SERVER}/access/<str:user_id>", views.McpServerAccessDetailApi.as_view(), name="mcp-server-access-detail"),
+    path(
+        f"{_SERVER}/access/groups/<str:group_id>",
+        views.McpServerGroupAccessDetailApi.as_view(),
+        name="mcp-server-group-access-detail",
+    ),
     path("organizations/<str:org_id>/mcp-tools", views.McpToolCatalogApi.as_view(), name="mcp-tool-catalog"),
     path(_CALLS, views.ToolCallCollectionApi.as_view(), name="tool-call-collection"),
     path(_CALL, views.ToolCallDetailApi.as_view(), name="tool-call-detail"),
     path(f"{_CALL}/approve", views.ToolCallApproveApi.as_view(), name="tool-call-approve"),
     path(f"{_CALL}/deny", views.ToolCallDenyApi.as_view(), name="tool-call-deny"),
+    path(_GROUPS, views.GroupCollectionApi.as_view(), name="group-collection"),
+    path(_GROUP, views.GroupDetailApi.as_view(), name="group-detail"),
+    path(f"{_GROUP}/members", views.GroupMemberCollectionApi.as_view(), name="group-member-collection"),
+    path(f"{_GROUP}/members/<str:user_id>", views.GroupMemberDetailApi.as_view(), name="group-member-detail"),
 ]

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -20,23 +19,29 @@ from mcp_servers import tool_catalog
 from mcp_servers.api import schema as doc
 from mcp_servers.api.serializers import (
     AccessGrantInputSerializer,
+    GroupCreateInputSerializer,
+    GroupMemberInputSerializer,
+    GroupUpdateInputSerializer,
     McpServerCreateInputSerializer,
     McpServerUpdateInputSerializer,
     ToolCallInputSerializer,
     ToolUpdateInputSerializer,
     access_output,
+    group_member_output,
+    group_output,
     list_params,
     mcp_server_output,
     tool_call_output,
     tool_detail_output,
     validated_input,
 )
-from mcp_servers.models import ToolCall, ToolCallError, ToolCallStatus
+from mcp_servers.models import McpServer, ToolCall, ToolCallError, ToolCallStatus
 from mcp_servers.selectors import (
     catalog_tool,
     mcp_server_access_list,
     mcp_server_find,
     mcp_server_get,
+    mcp_server_group_access_list,
     mcp_server_tools,
     mcp_server_wait_for_new_auth_url,
     mcp_server_wait_for_sync,
@@ -52,6 +57,7 @@ from mcp_servers.services import (
     mcp_server_access_revoke,
     mcp_server_create,
     mcp_server_delete,
+    mcp_server_group_access_revoke,
     mcp_server_reauthorize_request,
     mcp_server_sync_request,
     mcp_server_update,
@@ -67,6 +73,8 @@ from mcp_servers.services.tool_calls import (
 from mcp_servers.validation import ClientCredentialsInput, HeaderInput
 from organizations.api import OrganizationApi
 from organizations.models import ApiKey
+from organizations.selectors import group_get, group_members_page, groups_page, member_user_id_by_email
+from organizations.services import group_create, group_delete, group_member_add, group_member_remove, group_update
 
 _MAX_ID = 2**63 - 1  # the largest primary key any supported database stores
 
@@ -199,23 +207,30 @@ class McpToolDetailApi(OrganizationApi):
         return Response({"data": tool_detail_output(tool)})
 
 
+def _access(server: McpServer) -> dict[str, Any]:
+    return access_output(server, mcp_server_access_list(server=server), mcp_server_group_access_list(server=server))
+
+
 class McpServerAccessApi(OrganizationApi):
-    """Who may use a server that not everyone in the organization can access (admins always can)."""
+    """Who may use a server that not everyone in the organization can access: members granted it directly, and
+    groups, whose every member may (admins always can)."""
 
     @doc.GET_ACCESS
     def get(self, request: Request, org_id: str, server_id: str) -> Response:
         server = mcp_server_find(organization=self.organization, server_id=server_id)
-        return Response({"data": access_output(server, mcp_server_access_list(server=server))})
+        return Response({"data": _access(server)})
 
     @doc.GRANT_ACCESS
     def post(self, request: Request, org_id: str, server_id: str) -> Response:
         server = mcp_server_find(organization=self.organization, server_id=server_id)
         data = validated_input(AccessGrantInputSerializer(data=request.data))
-        user = get_user_model().objects.filter(email__iexact=data["email"].strip()).first()
-        if user is None:
-            raise ValidationError("email", "is not a member of this organization.")
-        mcp_server_access_grant(server=server, user_id=user.pk)
-        return Response({"data": access_output(server, mcp_server_access_list(server=server))}, status=201)
+        user_id = None
+        if "email" in data:
+            user_id = member_user_id_by_email(organization=self.organization, email=data["email"])
+            if user_id is None:
+                raise ValidationError("email", "is not a member of this organization.")
+        mcp_server_access_grant(server=server, user_id=user_id, group_ids=data.get("groupIds") or ())
+        return Response({"data": _access(server)}, status=201)
 
 
 class McpServerAccessDetailApi(OrganizationApi):
@@ -224,9 +239,17 @@ class McpServerAccessDetailApi(OrganizationApi):
         server = mcp_server_find(organization=self.organization, server_id=server_id)
         if not (user_id.isascii() and user_id.isdigit()):  # "²".isdigit(), but int("²") fails
             raise ValidationError("userId", "is not a valid user id.")
-        if int(user_id) > _MAX_ID:  # no user has it, and the database cannot even compare it
+        if len(user_id) > 20 or int(user_id) > _MAX_ID:  # no user has it, and the database cannot even compare it
             raise NotFound("No such access grant.")
         mcp_server_access_revoke(server=server, user_id=int(user_id))
+        return Response(status=204)
+
+
+class McpServerGroupAccessDetailApi(OrganizationApi):
+    @doc.REVOKE_GROUP_ACCESS
+    def delete(self, request: Request, org_id: str, server_id: str, group_id: str) -> Response:
+        server = mcp_server_find(organization=self.organization, server_id=server_id)
+        mcp_server_group_access_revoke(server=server, group_id=group_id)
         return Response(status=204)
 
 
@@ -352,3 +375,85 @@ class ToolCallDenyApi(OrganizationApi):
         )
         call = tool_call_decide(call=call, user=self.user, is_admin=self.is_admin, approve=False)
         return Response({"data": tool_call_output(call)})
+
+
+# --- Groups ---------------------------------------------------------------------------------------------------------
+# Admins only, reads included: a group's members and their emails are the organization's to see, not every member's.
+
+
+class GroupCollectionApi(OrganizationApi):
+    @doc.LIST_GROUPS
+    def get(self, request: Request, org_id: str) -> Response:
+        limit, cursor = list_params(request.query_params)
+        groups, next_cursor = groups_page(organization=self.organization, limit=limit, cursor=cursor)
+        return Response(
+            {
+                "data": [group_output(group) for group in groups],
+                "pagination": {"nextCursor": next_cursor, "hasMore": next_cursor is not None},
+            }
+        )
+
+    @doc.CREATE_GROUP
+    def post(self, request: Request, org_id: str) -> Response:
+        data = validated_input(GroupCreateInputSerializer(data=request.data))
+        group = group_create(organization=self.organization, name=data["name"], description=data["description"])
+        return Response({"data": group_output(group)}, status=201)
+
+
+class GroupDetailApi(OrganizationApi):
+    @doc.GET_GROUP
+    def get(self, request: Request, org_id: str, group_id: str) -> Response:
+        return Response({"data": group_output(group_get(organization=self.organization, group_id=group_id))})
+
+    @doc.UPDATE_GROUP
+    def patch(self, request: Request, org_id: str, group_id: str) -> Response:
+        group = group_get(organization=self.organization, group_id=group_id)
+        data = validated_input(GroupUpdateInputSerializer(data=request.data))
+        group = group_update(group=group, name=data.get("name"), description=data.get("description"))
+        return Response({"data": group_output(group)})
+
+    @doc.DELETE_GROUP
+    def delete(self, request: Request, org_id: str, group_id: str) -> Response:
+        group_delete(group=group_get(organization=self.organization, group_id=group_id))
+        return Response(status=204)
+
+
+class GroupMemberCollectionApi(OrganizationApi):
+    @doc.LIST_GROUP_MEMBERS
+    def get(self, request: Request, org_id: str, group_id: str) -> Response:
+        group = group_get(organization=self.organization, group_id=group_id)
+        limit, cursor = list_params(request.query_params)
+        members, next_cursor = group_members_page(group=group, limit=limit, cursor=cursor)
+        return Response(
+            {
+                "data": [group_member_output(member) for member in members],
+                "pagination": {"nextCursor": next_cursor, "hasMore": next_cursor is not None},
+            }
+        )
+
+    @doc.ADD_GROUP_MEMBER
+    def post(self, request: Request, org_id: str, group_id: str) -> Response:
+        group = group_get(organization=self.organization, group_id=group_id)
+        data = validated_input(GroupMemberInputSerializer(data=request.data))
+        if "email" in data:
+            user_id = member_user_id_by_email(organization=self.organization, email=data["email"])
+            if user_id is None:
+                raise ValidationError("email", "is not a member of this organization.")
+        else:
+            user_id = data["userId"]
+            if user_id > _MAX_ID:  # no user has it, and the database cannot even compare it
+                raise ValidationError("userId", "is not a member of this organization.")
+        member = group_member_add(group=group, user_id=user_id)
+        return Response({"data": group_member_output(member)}, status=201)
+
+
+class GroupMemberDetailApi(OrganizationApi):
+    @doc.REMOVE_GROUP_MEMBER
+    def delete(self, request: Request, org_id: str, group_id: str, user_id: str) -> Response:
+        group = group_get(organization=self.organization, group_id=group_id)
+        if not (user_id.isascii() and user_id.isdigit()):  # "²".isdigit(), but int("²") fails
+            raise ValidationError("userId", "is not a valid user id.")
+        if len(user_id) > 20 or int(user_id) > _MAX_ID:
+            raise NotFound("No such group member.")
+        group_member_remove(group=group, user_id=int(user_id))
+        return Response(status=204)

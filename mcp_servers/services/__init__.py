@@ -1,7 +1,7 @@
 """Every write to MCP servers, their tools and their OAuth state. The API, the admin, commands and tasks all come
 through here; nothing else saves these models. One module per sub-domain, re-exported here so callers stay simple:
 
-- ``servers``: create, update, delete, ask for a sync, who may use a server;
+- ``servers``: create, update, delete, ask for a sync, who may use a server (members and groups);
 - ``sync``: a sync of a server's tools and its outcome on the row (one at a time per server, leased and fenced);
 - ``tool_upsert``: a sync's one-statement write of the listed tools; ``tool_modes``: access modes and decisions;
 - ``oauth_authorization``: start an authorization, accept its callback, exchange its code;
@@ -27,6 +27,7 @@ from mcp_servers.services.servers import (
     mcp_server_access_revoke,
     mcp_server_create,
     mcp_server_delete,
+    mcp_server_group_access_revoke,
     mcp_server_sync_request,
     mcp_server_update,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "mcp_server_authorize_again",
     "mcp_server_create",
     "mcp_server_delete",
+    "mcp_server_group_access_revoke",
     "mcp_server_reauthorize_request",
     "mcp_server_sync",
     "mcp_server_sync_request",

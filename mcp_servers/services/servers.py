@@ -4,6 +4,7 @@ and commands all come through here."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from mcp_servers.models import (
     McpServer,
     McpServerAccess,
     McpServerClientCredentials,
+    McpServerGroupAccess,
     McpServerHeader,
     SetupState,
     SyncStatus,
@@ -33,6 +35,7 @@ from mcp_servers.validation import (
     validate_server_url,
 )
 from organizations.models import Membership, Organization
+from organizations.selectors import groups_of_organization
 from organizations.services import organization_start_trial
 
 logger = logging.getLogger(__name__)
@@ -226,13 +229,47 @@ def mcp_server_sync_request(*, server: McpServer) -> None:
         sync_request_on_commit([server.pk])
 
 
-def mcp_server_access_grant(*, server: McpServer, user_id: int) -> McpServerAccess:
-    if not Membership.objects.filter(organization_id=server.organization_id, user_id=user_id).exists():
-        raise ValidationError("userId", "is not a member of this organization.")
-    grant, _ = McpServerAccess.objects.get_or_create(server=server, user_id=user_id)
-    return grant
+MAX_GROUPS_PER_GRANT = 100
+
+
+@transaction.atomic
+def mcp_server_access_grant(*, server: McpServer, user_id: int | None = None, group_ids: Sequence[str] = ()) -> None:
+    """Grant the server to a member of its organization and/or to some of its groups, all or nothing (idempotent:
+    a grant that exists stays as it was). A constant number of queries whatever the number of groups."""
+    if user_id is not None:
+        if not Membership.objects.filter(organization_id=server.organization_id, user_id=user_id).exists():
+            raise ValidationError("userId", "is not a member of this organization.")
+        McpServerAccess.objects.get_or_create(server=server, user_id=user_id)
+    if not group_ids:
+        return
+    if len(group_ids) > MAX_GROUPS_PER_GRANT:
+        raise ValidationError("groupIds", f"must list at most {MAX_GROUPS_PER_GRANT} groups.")
+    wanted: list[uuid.UUID] = []
+    for index, raw in enumerate(group_ids):
+        try:
+            wanted.append(uuid.UUID(raw))
+        except ValueError:
+            raise ValidationError(f"groupIds[{index}]", "is not a valid group id.") from None
+    groups = groups_of_organization(organization_id=server.organization_id, group_ids=wanted)
+    for index, group_id in enumerate(wanted):
+        if group_id not in groups:
+            raise ValidationError(f"groupIds[{index}]", "is not a group of this organization.")
+    McpServerGroupAccess.objects.bulk_create(
+        [McpServerGroupAccess(server=server, group_id=group_id) for group_id in dict.fromkeys(wanted)],
+        ignore_conflicts=True,
+    )
 
 
 def mcp_server_access_revoke(*, server: McpServer, user_id: int) -> None:
     if not McpServerAccess.objects.filter(server=server, user_id=user_id).delete()[0]:
         raise NotFound("No such access grant.")
+
+
+def mcp_server_group_access_revoke(*, server: McpServer, group_id: str | uuid.UUID) -> None:
+    """Take the server from a group: its members who have no other way to it lose it on their next read or call."""
+    try:
+        group_uuid = group_id if isinstance(group_id, uuid.UUID) else uuid.UUID(group_id)
+    except ValueError:
+        raise NotFound("No such group access grant.") from None
+    if not McpServerGroupAccess.objects.filter(server=server, group_id=group_uuid).delete()[0]:
+        raise NotFound("No such group access grant.")
