@@ -70,8 +70,9 @@ test-services: install-dev var/static/staticfiles.json
 	DATABASE_URL="$(SERVICES_DATABASE_URL)" REDIS_URL="$(SERVICES_REDIS_URL)" $(PY) -m pytest -m integration; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-services: pytest collected no integration tests" >&2; exit 1; fi; exit $$rc
 
-# Benchmarks (bench/): tool sync vs the bare SDK, DB queries, peak RSS, create/list under gunicorn. Needs the local
-# PostgreSQL (a throwaway bench_<pid> database) and Redis (db 13, flushed); about 5 minutes.
+# Benchmarks (bench/): tool sync vs the bare SDK, DB queries, peak RSS, create/list under gunicorn, tool calls through
+# the REST API and the MCP endpoint vs the bare SDK. Needs the local PostgreSQL (a throwaway bench_<pid> database) and
+# Redis (db 13, flushed); about 8 minutes.
 bench: install-dev
 	$(PY) -m bench.run
 

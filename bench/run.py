@@ -26,6 +26,8 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
         ["--workers", "2", "--requests", "2000"],
         ["--requests", "300", "--list-requests", "40", "--floor-requests", "300"],
     ),
+    ("bench.calls", ["--calls", "400"], ["--calls", "100"]),
+    ("bench.endpoint", ["--calls", "300", "--lists", "20"], ["--calls", "60", "--lists", "4", "--modes", "auto"]),
 ]
 TIMEOUT_SECONDS = 420
 
